@@ -1,0 +1,111 @@
+"""Causal 3D building blocks shared by the encoder and both decoders.
+
+Tensors are (B, C, T, H, W). Every operation is causal in time: frame t of an output never depends on
+input frames after t. Normalisation is per frame, so clip length and chunking never change statistics.
+
+Streaming: every `forward` takes an optional `cache` dict. Passing the same dict for consecutive chunks
+of one clip makes the result equal to processing the whole clip at once (causal convs keep their last
+k - 1 input frames under their own `cache_key`). `None` means "this chunk is the whole clip".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B*T, C, H, W)."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+def batch_to_frames(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*T, C, H, W) -> (B, C, T, H, W)."""
+    bt, c, h, w = x.shape
+    return x.reshape(batch, bt // batch, c, h, w).transpose(1, 2)
+
+
+StreamCache = dict[str, torch.Tensor]
+
+
+class CausalConv3d(nn.Module):
+    """3D convolution padded in time on the past side only: by the previous chunk's last frames when
+    streaming, else by repeating the first frame."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.time_pad = kernel_size - 1
+        self.cache_key = ""  # set by the owning model to the module's qualified name
+        self.conv = nn.Conv3d(
+            in_channels, out_channels, kernel_size, padding=(0, kernel_size // 2, kernel_size // 2)
+        )
+
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        if self.time_pad:
+            past = cache.get(self.cache_key) if cache is not None else None
+            if past is None:
+                past = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+            x = torch.cat([past, x], dim=2)  # (B, C, T + k - 1, H, W)
+            if cache is not None:
+                cache[self.cache_key] = x[:, :, -self.time_pad :].detach()
+        return self.conv(x)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm computed over each frame separately (statistics never mix frames)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return batch_to_frames(super().forward(frames_to_batch(x)), x.shape[0])
+
+
+class ResBlock3d(nn.Module):
+    """Pre-norm residual block: (norm, SiLU, causal conv) x 2 plus a 1x1x1 shortcut when widths change."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = FrameGroupNorm(groups, in_channels)
+        self.conv1 = CausalConv3d(in_channels, out_channels)
+        self.norm2 = FrameGroupNorm(groups, out_channels)
+        self.conv2 = CausalConv3d(out_channels, out_channels)
+        self.shortcut = (
+            nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), cache)
+        h = self.conv2(F.silu(self.norm2(h)), cache)
+        return self.shortcut(x) + h
+
+
+class Downsample(nn.Module):
+    """Halve H and W with a stride-2 conv per frame; optionally halve T by averaging aligned frame pairs."""
+
+    def __init__(self, channels: int, compress_time: bool) -> None:
+        super().__init__()
+        self.compress_time = compress_time
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        if self.compress_time:
+            # frames (2i, 2i+1) -> i; the encoder front-pads so the pairs align with latent frames
+            x = x.reshape(b, c, t // 2, 2, h, w).mean(dim=3)
+        return batch_to_frames(self.conv(frames_to_batch(x)), b)
+
+
+class Upsample(nn.Module):
+    """Double H and W (nearest + conv per frame); optionally double T by repeating each frame."""
+
+    def __init__(self, channels: int, expand_time: bool) -> None:
+        super().__init__()
+        self.expand_time = expand_time
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        b = x.shape[0]
+        if self.expand_time:
+            x = x.repeat_interleave(2, dim=2)  # (B, C, 2T, H, W)
+        frames = F.interpolate(frames_to_batch(x), scale_factor=2.0, mode="nearest")
+        return batch_to_frames(self.conv(frames), b)

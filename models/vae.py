@@ -1,0 +1,141 @@
+"""Causal 3D VAE: an f8 encoder, the symmetric f8 decoder and the asymmetric f16 decoder.
+
+The f16 decoder (FastVSR, Fig. c) is the f8 decoder's trunk, which ends at the encoder-input grid, then
+PixelShuffle(2), a channel copy x4 and conv_out: stride 16 against the encoder's 8 (r = 2). Both decoders
+have identical parameter names and shapes, so f8 weights warm-start the f16 decoder 1:1.
+
+Time: a clip of T = k * tc + 1 frames (tc = temporal compression) is front-padded with tc - 1 copies of
+its first frame, so latent frame j summarises input frames up to j * tc and the first latent frame holds
+frame 0 alone (the CogVideoX layout). Decoders return the same T frames. When streaming (a `cache` dict
+shared by consecutive chunks), only the first chunk has the 1 + k * tc layout; later chunks hold a
+multiple of tc frames.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.blocks import (
+    CausalConv3d,
+    Downsample,
+    FrameGroupNorm,
+    ResBlock3d,
+    StreamCache,
+    Upsample,
+    batch_to_frames,
+    frames_to_batch,
+)
+from models.config import VAEConfig
+
+DecoderHead = Literal["f8", "f16"]
+LOGVAR_RANGE = (-30.0, 20.0)
+_STARTED = "started"
+
+
+def is_first_chunk(cache: StreamCache | None, owner: str) -> bool:
+    """True for a whole clip or the first chunk of a stream; marks the stream as started."""
+    if cache is None:
+        return True
+    key = f"{owner}.{_STARTED}"
+    first = key not in cache
+    cache[key] = torch.ones(())
+    return first
+
+
+def continuing_cache() -> StreamCache:
+    """A cache for a chunk that continues a stream (no first-chunk padding), with no history kept yet."""
+    return {f"{owner}.{_STARTED}": torch.ones(()) for owner in ("encoder", "decoder")}
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+    for block in blocks:
+        x = block(x, cache)
+    return x
+
+
+def _mid_block(width: int, groups: int) -> nn.ModuleList:
+    return nn.ModuleList([ResBlock3d(width, width, groups), ResBlock3d(width, width, groups)])
+
+
+class Encoder(nn.Module):
+    """Video (B, 3, T, H, W) in [-1, 1] -> latent mean and log-variance (B, Z, 1 + (T-1)/tc, H/8, W/8)."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = config.block_out_channels
+        self.conv_in = CausalConv3d(config.in_channels, widths[0])
+        blocks: list[nn.Module] = []
+        width = widths[0]
+        for level, out_width in enumerate(widths):
+            for _ in range(config.layers_per_block):
+                blocks.append(ResBlock3d(width, out_width, config.norm_groups))
+                width = out_width
+            if level < len(widths) - 1:
+                blocks.append(Downsample(width, compress_time=level < config.temporal_downsamples))
+        self.down = nn.ModuleList(blocks)
+        self.mid = _mid_block(width, config.norm_groups)
+        self.norm_out = FrameGroupNorm(config.norm_groups, width)
+        self.conv_out = CausalConv3d(width, 2 * config.latent_channels)
+
+    def forward(
+        self, video: torch.Tensor, cache: StreamCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        tc = self.config.temporal_compression
+        if tc > 1 and is_first_chunk(cache, "encoder"):
+            first = video[:, :, :1].expand(-1, -1, tc - 1, -1, -1)
+            video = torch.cat([first, video], dim=2)  # (B, 3, n * tc, H, W)
+        h = run_blocks(self.down, self.conv_in(video, cache), cache)
+        h = run_blocks(self.mid, h, cache)
+        h = self.conv_out(F.silu(self.norm_out(h)), cache)  # (B, 2Z, n, H/8, W/8)
+        mean, logvar = h.chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+
+class Decoder(nn.Module):
+    """Latent (B, Z, n, h, w) -> video (B, 3, (n-1)*tc + 1, 8h, 8w) for f8 or (..., 16h, 16w) for f16."""
+
+    def __init__(self, config: VAEConfig, head: DecoderHead) -> None:
+        super().__init__()
+        if head not in ("f8", "f16"):
+            raise ValueError(f"decoder head must be 'f8' or 'f16', got {head!r}")
+        self.config = config
+        self.head = head
+        widths = tuple(reversed(config.block_out_channels))
+        width = widths[0]
+        self.conv_in = CausalConv3d(config.latent_channels, width)
+        self.mid = _mid_block(width, config.norm_groups)
+        blocks: list[nn.Module] = []
+        for level, out_width in enumerate(widths):
+            for _ in range(config.layers_per_block):
+                blocks.append(ResBlock3d(width, out_width, config.norm_groups))
+                width = out_width
+            if level < len(widths) - 1:
+                blocks.append(Upsample(width, expand_time=level < config.temporal_downsamples))
+        self.up = nn.ModuleList(blocks)
+        self.norm_out = FrameGroupNorm(config.norm_groups, width)  # width = 4C at the encoder-input grid
+        self.conv_out = CausalConv3d(width, config.in_channels)
+
+    @property
+    def stride(self) -> int:
+        return self.config.spatial_compression * (2 if self.head == "f16" else 1)
+
+    def forward(self, latent: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        h = run_blocks(self.mid, self.conv_in(latent, cache), cache)
+        h = F.silu(self.norm_out(run_blocks(self.up, h, cache)))  # (B, 4C, n * tc, 8h, 8w)
+        if self.head == "f16":
+            h = pixel_shuffle_copy(h)  # (B, 4C, n * tc, 16h, 16w)
+        video = self.conv_out(h, cache)
+        if is_first_chunk(cache, "decoder"):
+            video = video[:, :, self.config.temporal_compression - 1 :]
+        return video
+
+
+def pixel_shuffle_copy(x: torch.Tensor) -> torch.Tensor:
+    """PixelShuffle(2) per frame, then copy each channel x4: (B, 4C, T, H, W) -> (B, 4C, T, 2H, 2W)."""
+    frames = F.pixel_shuffle(frames_to_batch(x), 2).repeat_interleave(4, dim=1)  # (B*T, 4C, 2H, 2W)
+    return batch_to_frames(frames, x.shape[0])

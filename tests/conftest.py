@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny model configurations and the real media in ../shared/data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.config import DenoiserConfig, VAEConfig, VSRConfig
+from models.sr_model import VSRModel
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_config(pipeline: str = "fastvsr", temporal_compression: int = 1) -> VSRConfig:
+    """A few-thousand-parameter model whose weights are all random (no zero-initialised heads)."""
+    return VSRConfig(
+        pipeline=pipeline,  # type: ignore[arg-type]
+        vae=VAEConfig(
+            block_out_channels=(8, 8, 8, 16), norm_groups=4, temporal_compression=temporal_compression
+        ),
+        denoiser=DenoiserConfig(hidden_size=32, depth=1, num_heads=2, temporal_window=3),
+        zero_init_output=False,
+    )
+
+
+def tiny_model(pipeline: str = "fastvsr", temporal_compression: int = 1, seed: int = 0) -> VSRModel:
+    torch.manual_seed(seed)
+    model = VSRModel(tiny_config(pipeline, temporal_compression)).eval()
+    with torch.no_grad():  # random time biases, so the temporal attention is not uniform
+        for block in model.denoiser.blocks:
+            block.time_bias.normal_()
+    return model
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _two_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(f"shared test data missing: {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def replace_vae(config: VSRConfig, **changes: object) -> VSRConfig:
+    return dataclasses.replace(config, vae=dataclasses.replace(config.vae, **changes))

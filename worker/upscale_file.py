@@ -1,0 +1,117 @@
+"""Upscale one video file to another: decode -> model, chunk by chunk -> encode (+ audio copy).
+
+The output file appears only when the whole video was written; any failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.config import OUTPUT_SCALE
+from models.sr_model import VSRModel
+from worker.upscaler import ClipUpscaler, UpscaleStats
+from worker.video_io import VideoError, VideoWriter, iter_frames, probe_video
+
+log = logging.getLogger(__name__)
+
+CODECS = ("h264", "h265")
+CONTAINERS = (".mp4", ".mkv", ".mov")
+ProgressCallback = Callable[[int, int | None], None]  # (frames done, frames expected or None)
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    scale: int = OUTPUT_SCALE
+    codec: str = "h264"
+    crf: int = 18
+    preset: str = "medium"
+    chunk_frames: int = 16
+    copy_audio: bool = True
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.scale != OUTPUT_SCALE:
+            raise VideoError(
+                "unsupported_option", f"scale {self.scale} is not supported (only {OUTPUT_SCALE})"
+            )
+        if self.codec not in CODECS:
+            raise VideoError(
+                "unsupported_option", f"codec {self.codec!r} is not supported (use h264 or h265)"
+            )
+        if not 0 <= self.crf <= 51:
+            raise VideoError("unsupported_option", f"crf {self.crf} is out of range 0..51")
+        if self.chunk_frames < 1:
+            raise VideoError("unsupported_option", f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise VideoError(
+                "unsupported_option", f"device {self.device!r} requested but no CUDA GPU is available"
+            )
+
+
+@dataclass
+class UpscaleResult:
+    output: Path
+    width: int
+    height: int
+    frames: int
+    fps: Fraction
+    stats: UpscaleStats = field(default_factory=UpscaleStats)
+
+
+def upscale_video(
+    source: str | Path,
+    output: str | Path,
+    model: VSRModel,
+    options: UpscaleOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> UpscaleResult:
+    """Upscale `source` 4x into `output` (mp4/mkv/mov). Raises `VideoError` with a code on bad input."""
+    options = options or UpscaleOptions()
+    options.validate()
+    source, output = Path(source), Path(output)
+    if output.suffix.lower() not in CONTAINERS:
+        raise VideoError("unsupported_option", f"output {output.name}: container must be one of {CONTAINERS}")
+    if output.resolve() == source.resolve():
+        raise VideoError("unsupported_option", "output must not overwrite the input")
+    if not output.parent.is_dir():
+        raise VideoError("unsupported_option", f"output directory does not exist: {output.parent}")
+    info = probe_video(source)
+    width, height = info.width * OUTPUT_SCALE, info.height * OUTPUT_SCALE
+    upscaler = ClipUpscaler(
+        model.to(options.device), chunk_frames=options.chunk_frames, device=options.device
+    )
+    stats = UpscaleStats()
+    frames = iter_frames(source)
+    pts_queue: deque[int | None] = deque()  # input timestamps, kept for the output frames
+
+    def images() -> Iterator[np.ndarray]:
+        for frame in frames:
+            pts_queue.append(frame.pts)
+            yield frame.image
+
+    writer = VideoWriter(
+        output,
+        width=width,
+        height=height,
+        fps=info.fps,
+        time_base=info.time_base,
+        codec=options.codec,
+        crf=options.crf,
+        preset=options.preset,
+        audio_source=source if options.copy_audio and info.has_audio else None,
+    )
+    with writer:
+        for done, image in enumerate(upscaler.upscale(images(), stats), start=1):
+            writer.write(image, pts_queue.popleft())
+            if progress is not None:
+                progress(done, info.frames_estimate)
+    log.info("upscaled %s -> %s (%d frames)", source, output, stats.frames)
+    return UpscaleResult(output, width, height, stats.frames, info.fps, stats)

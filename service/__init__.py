@@ -1,0 +1,1 @@
+"""FastAPI job service (POST /v1/jobs, status, cancel, results, metrics); built by the job-service issue."""

@@ -8,13 +8,14 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from models.config import ConfigError
 from models.registry import DEFAULT_MODEL, resolve_model
 from models.weights import WeightsError
-from worker.upscale_file import CODECS, UpscaleOptions, UpscaleResult, upscale_video
-from worker.video_io import VideoError
+from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
+from worker.video_io import ENCODERS, VideoError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--model", help="model directory (config.json + model.safetensors + sha256sums.txt)")
     up.add_argument("--config", default=DEFAULT_MODEL, help="named model when --model is not given")
     up.add_argument("--scale", type=int, default=4, help="upscaling factor (only 4 is supported)")
-    up.add_argument("--codec", choices=CODECS, default="h264")
+    up.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
     up.add_argument("--crf", type=int, default=18, help="constant rate factor, 0..51 (lower is better)")
     up.add_argument("--preset", default="medium", help="x264/x265 preset")
     up.add_argument("--chunk-frames", type=int, default=16, help="frames per model chunk (memory bound)")
@@ -62,7 +63,7 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
         copy_audio=not args.no_audio,
         device=args.device,
     )
-    options.validate()  # fail on bad options before loading anything
+    options.validate(Path(args.output))  # fail on bad options before loading anything
     loaded = resolve_model(args.model, args.config)
     print(f"model: {loaded.description}", file=sys.stderr)
     from tqdm import tqdm  # only the command line shows a bar

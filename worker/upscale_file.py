@@ -18,12 +18,10 @@ import torch
 from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
 from worker.upscaler import ClipUpscaler, UpscaleStats
-from worker.video_io import VideoError, VideoWriter, iter_frames, probe_video
+from worker.video_io import VideoError, VideoWriter, iter_frames, probe_video, validate_encode_options
 
 log = logging.getLogger(__name__)
 
-CODECS = ("h264", "h265")
-CONTAINERS = (".mp4", ".mkv", ".mov")
 ProgressCallback = Callable[[int, int | None], None]  # (frames done, frames expected or None)
 
 
@@ -37,17 +35,13 @@ class UpscaleOptions:
     copy_audio: bool = True
     device: str = "cpu"
 
-    def validate(self) -> None:
+    def validate(self, output: Path) -> None:
+        """Raise `VideoError("unsupported_option")` for any option this output cannot take."""
         if self.scale != OUTPUT_SCALE:
             raise VideoError(
                 "unsupported_option", f"scale {self.scale} is not supported (only {OUTPUT_SCALE})"
             )
-        if self.codec not in CODECS:
-            raise VideoError(
-                "unsupported_option", f"codec {self.codec!r} is not supported (use h264 or h265)"
-            )
-        if not 0 <= self.crf <= 51:
-            raise VideoError("unsupported_option", f"crf {self.crf} is out of range 0..51")
+        validate_encode_options(output, self.codec, self.crf, self.preset)
         if self.chunk_frames < 1:
             raise VideoError("unsupported_option", f"chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -75,10 +69,8 @@ def upscale_video(
 ) -> UpscaleResult:
     """Upscale `source` 4x into `output` (mp4/mkv/mov). Raises `VideoError` with a code on bad input."""
     options = options or UpscaleOptions()
-    options.validate()
     source, output = Path(source), Path(output)
-    if output.suffix.lower() not in CONTAINERS:
-        raise VideoError("unsupported_option", f"output {output.name}: container must be one of {CONTAINERS}")
+    options.validate(output)
     if output.resolve() == source.resolve():
         raise VideoError("unsupported_option", "output must not overwrite the input")
     if not output.parent.is_dir():

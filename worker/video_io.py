@@ -132,25 +132,31 @@ def iter_frames(path: str | Path) -> Iterator[Frame]:
         container.close()
 
 
-def _validate(path: Path, codec: str, crf: int, preset: str, width: int, height: int) -> str:
-    """Check writer options; return the container format name."""
+def validate_encode_options(path: Path, codec: str, crf: int, preset: str) -> str:
+    """Check output container and encoder options; return the container format name."""
     if codec not in ENCODERS:
         raise VideoError("unsupported_option", f"codec must be one of {sorted(ENCODERS)}, got {codec!r}")
     if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
         raise VideoError("unsupported_option", f"crf must be an integer in 0..51, got {crf!r}")
     if preset not in PRESETS:
         raise VideoError("unsupported_option", f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
-    for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or value <= 0 or value % 2:
-            raise VideoError(
-                "unsupported_option", f"{name} must be a positive even integer for yuv420p, got {value!r}"
-            )
     fmt = CONTAINER_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise VideoError(
             "unsupported_option",
             f"output suffix {path.suffix!r} is not supported; use one of {sorted(CONTAINER_FORMATS)}",
         )
+    return fmt
+
+
+def _validate(path: Path, codec: str, crf: int, preset: str, width: int, height: int) -> str:
+    """Check writer options; return the container format name."""
+    fmt = validate_encode_options(path, codec, crf, preset)
+    for name, value in (("width", width), ("height", height)):
+        if not isinstance(value, int) or value <= 0 or value % 2:
+            raise VideoError(
+                "unsupported_option", f"{name} must be a positive even integer for yuv420p, got {value!r}"
+            )
     return fmt
 
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark in one call, for a lent device (see README, "GPU checks").
+# Writes results under $OUT (or bench/results/gpu when OUT is unset). Run from the repository root:
+#   bash bench/gpu_check.sh
+set -uo pipefail
+out="${OUT:-bench/results/gpu}"
+mkdir -p "$out"
+py="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} > "$out/environment.txt" 2>&1
+"$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.txt" 2>&1
+echo "gpu tests rc=$?" >> "$out/gpu_tests.txt"
+for dtype in float32 bfloat16; do
+  "$py" -m bench.fastvsr_vs_baseline --device cuda --dtype "$dtype" --frames 33 --repeats 5 --threads 16 \
+    --out "$out/fastvsr_vs_baseline_$dtype.json" > "$out/fastvsr_vs_baseline_$dtype.txt" 2>&1
+done
+tail -n 3 "$out"/*.txt

@@ -13,6 +13,7 @@ multiple of tc frames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -61,6 +62,21 @@ def _mid_block(width: int, groups: int) -> nn.ModuleList:
     return nn.ModuleList([ResBlock3d(width, width, groups), ResBlock3d(width, width, groups)])
 
 
+def _resolution_ladder(
+    widths: tuple[int, ...], config: VAEConfig, resample: Callable[[int, bool], nn.Module]
+) -> nn.ModuleList:
+    """Residual blocks per level, with `resample(width, change_time)` between consecutive levels."""
+    blocks: list[nn.Module] = []
+    width = widths[0]
+    for level, out_width in enumerate(widths):
+        for _ in range(config.layers_per_block):
+            blocks.append(ResBlock3d(width, out_width, config.norm_groups))
+            width = out_width
+        if level < len(widths) - 1:
+            blocks.append(resample(width, level < config.temporal_downsamples))
+    return nn.ModuleList(blocks)
+
+
 class Encoder(nn.Module):
     """Video (B, 3, T, H, W) in [-1, 1] -> latent mean and log-variance (B, Z, 1 + (T-1)/tc, H/8, W/8)."""
 
@@ -68,16 +84,9 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         widths = config.block_out_channels
+        width = widths[-1]
         self.conv_in = CausalConv3d(config.in_channels, widths[0])
-        blocks: list[nn.Module] = []
-        width = widths[0]
-        for level, out_width in enumerate(widths):
-            for _ in range(config.layers_per_block):
-                blocks.append(ResBlock3d(width, out_width, config.norm_groups))
-                width = out_width
-            if level < len(widths) - 1:
-                blocks.append(Downsample(width, compress_time=level < config.temporal_downsamples))
-        self.down = nn.ModuleList(blocks)
+        self.down = _resolution_ladder(widths, config, Downsample)
         self.mid = _mid_block(width, config.norm_groups)
         self.norm_out = FrameGroupNorm(config.norm_groups, width)
         self.conv_out = CausalConv3d(width, 2 * config.latent_channels)
@@ -106,23 +115,11 @@ class Decoder(nn.Module):
         self.config = config
         self.head = head
         widths = tuple(reversed(config.block_out_channels))
-        width = widths[0]
-        self.conv_in = CausalConv3d(config.latent_channels, width)
-        self.mid = _mid_block(width, config.norm_groups)
-        blocks: list[nn.Module] = []
-        for level, out_width in enumerate(widths):
-            for _ in range(config.layers_per_block):
-                blocks.append(ResBlock3d(width, out_width, config.norm_groups))
-                width = out_width
-            if level < len(widths) - 1:
-                blocks.append(Upsample(width, expand_time=level < config.temporal_downsamples))
-        self.up = nn.ModuleList(blocks)
-        self.norm_out = FrameGroupNorm(config.norm_groups, width)  # width = 4C at the encoder-input grid
-        self.conv_out = CausalConv3d(width, config.in_channels)
-
-    @property
-    def stride(self) -> int:
-        return self.config.spatial_compression * (2 if self.head == "f16" else 1)
+        self.conv_in = CausalConv3d(config.latent_channels, widths[0])
+        self.mid = _mid_block(widths[0], config.norm_groups)
+        self.up = _resolution_ladder(widths, config, Upsample)
+        self.norm_out = FrameGroupNorm(config.norm_groups, widths[-1])  # 4C at the encoder-input grid
+        self.conv_out = CausalConv3d(widths[-1], config.in_channels)
 
     def forward(self, latent: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         h = run_blocks(self.mid, self.conv_in(latent, cache), cache)

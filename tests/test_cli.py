@@ -93,6 +93,10 @@ def _truncated(tmp: Path) -> Path:
     return path
 
 
+def _short_clip(tmp: Path) -> Path:
+    return make_test_clip(tmp / "ok.mp4", frames=2, width=16, height=16, audio=False)
+
+
 def _audio_only(tmp: Path) -> Path:
     path = tmp / "sound.mp4"
     with av.open(str(path), "w") as out:
@@ -114,26 +118,10 @@ def _audio_only(tmp: Path) -> Path:
         (_empty_file, [], "not_a_video"),
         (_truncated, [], None),
         (_audio_only, [], "not_a_video"),
-        (
-            lambda tmp: make_test_clip(tmp / "ok.mp4", frames=2, width=16, height=16, audio=False),
-            ["--scale", "2"],
-            "unsupported_option",
-        ),
-        (
-            lambda tmp: make_test_clip(tmp / "ok.mp4", frames=2, width=16, height=16, audio=False),
-            ["--crf", "99"],
-            "unsupported_option",
-        ),
-        (
-            lambda tmp: make_test_clip(tmp / "ok.mp4", frames=2, width=16, height=16, audio=False),
-            ["--preset", "warp"],
-            "unsupported_option",
-        ),
-        (
-            lambda tmp: make_test_clip(tmp / "ok.mp4", frames=2, width=16, height=16, audio=False),
-            ["--model", "/nonexistent/model"],
-            "bad_model",
-        ),
+        (_short_clip, ["--scale", "2"], "unsupported_option"),
+        (_short_clip, ["--crf", "99"], "unsupported_option"),
+        (_short_clip, ["--preset", "warp"], "unsupported_option"),
+        (_short_clip, ["--model", "/nonexistent/model"], "bad_model"),
     ],
     ids=["missing", "text", "empty", "truncated", "audio-only", "scale", "crf", "preset", "model"],
 )

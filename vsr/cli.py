@@ -15,6 +15,7 @@ from models.config import ConfigError
 from models.registry import DEFAULT_MODEL, resolve_model
 from models.weights import WeightsError
 from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
+from worker.upscaler import DEFAULT_CHUNK_FRAMES
 from worker.video_io import ENCODERS, VideoError
 
 EXIT_ERROR = 1
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
     up.add_argument("--crf", type=int, default=18, help="constant rate factor, 0..51 (lower is better)")
     up.add_argument("--preset", default="medium", help="x264/x265 preset")
-    up.add_argument("--chunk-frames", type=int, default=16, help="frames per model chunk (memory bound)")
+    up.add_argument(
+        "--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, help="frames per model chunk (memory)"
+    )
     up.add_argument("--device", default="cpu", help="cpu or cuda")
     up.add_argument("--no-audio", action="store_true", help="do not copy audio streams")
     up.add_argument("--no-progress", action="store_true", help="hide the progress bar")

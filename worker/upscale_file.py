@@ -17,7 +17,7 @@ import torch
 
 from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
-from worker.upscaler import ClipUpscaler, UpscaleStats
+from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
 from worker.video_io import VideoError, VideoWriter, iter_frames, probe_video, validate_encode_options
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class UpscaleOptions:
     codec: str = "h264"
     crf: int = 18
     preset: str = "medium"
-    chunk_frames: int = 16
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES
     copy_audio: bool = True
     device: str = "cpu"
 

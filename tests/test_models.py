@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +103,22 @@ def test_chunked_processing_equals_whole_clip(
     assert whole.shape == chunked.shape == (frames, 48, 80, 3)
     assert np.abs(whole.astype(int) - chunked.astype(int)).max() <= 1  # uint8 rounding of ~1e-6 differences
     assert whole.std() > 10  # the random model produces a non-trivial picture
+
+
+def test_upscaler_streams_with_bounded_lookahead() -> None:
+    """Frames are pulled lazily, one chunk at a time: memory cannot grow with the video's length."""
+    pulled = 0
+
+    def endless_video() -> Iterator[np.ndarray]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield np.full((8, 8, 3), pulled % 256, dtype=np.uint8)
+
+    upscaler = ClipUpscaler(tiny_model(), chunk_frames=4)
+    outputs = list(itertools.islice(upscaler.upscale(endless_video()), 12))
+    assert len(outputs) == 12
+    assert pulled <= 12 + 4 + 1  # at most one chunk (plus the first chunk's extra frame) ahead
 
 
 def test_streaming_cache_matches_whole_clip_in_float() -> None:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from tqdm import tqdm
+
 from models.config import ConfigError
 from models.registry import DEFAULT_MODEL, resolve_model
 from models.weights import WeightsError
@@ -69,8 +71,6 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
     options.validate(Path(args.output))  # fail on bad options before loading anything
     loaded = resolve_model(args.model, args.config)
     print(f"model: {loaded.description}", file=sys.stderr)
-    from tqdm import tqdm  # only the command line shows a bar
-
     with tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
 
         def progress(done: int, expected: int | None) -> None:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import StreamCache
+from models.blocks import StreamCache, batch_to_frames, frames_to_batch
 from models.config import OUTPUT_SCALE, VSRConfig
 from models.denoiser import OneStepDenoiser
 from models.vae import Decoder, Encoder
@@ -22,10 +22,8 @@ from models.vae import Decoder, Encoder
 
 def resize_frames(clip: torch.Tensor, factor: int, mode: str) -> torch.Tensor:
     """Per-frame interpolation of (B, C, T, H, W) by an integer factor."""
-    b, c, t, h, w = clip.shape
-    frames = clip.transpose(1, 2).reshape(b * t, c, h, w)
-    frames = F.interpolate(frames, scale_factor=float(factor), mode=mode, align_corners=False)
-    return frames.reshape(b, t, c, h * factor, w * factor).transpose(1, 2)
+    frames = F.interpolate(frames_to_batch(clip), scale_factor=float(factor), mode=mode, align_corners=False)
+    return batch_to_frames(frames, clip.shape[0])
 
 
 class VSRModel(nn.Module):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import torch
 
 from models.config import DenoiserConfig, VAEConfig, VSRConfig
 from models.sr_model import VSRModel
+from tests.support.redis_server import RedisServer, start_redis
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -49,3 +52,20 @@ def shared_data() -> Path:
 
 def replace_vae(config: VSRConfig, **changes: object) -> VSRConfig:
     return dataclasses.replace(config, vae=dataclasses.replace(config.vae, **changes))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server owned by this test session, on a free port."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied before each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url

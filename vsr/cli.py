@@ -1,4 +1,7 @@
-"""The `vsr` command. `vsr upscale INPUT OUTPUT` upscales a video file 4x on this machine."""
+"""The `vsr` command: `upscale` a file here, `serve` the API, run a `worker`, create API `keys`.
+
+Heavy imports (torch, PyAV) happen inside the commands that need them, so the API image stays torch-free.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,14 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from tqdm import tqdm
-
-from models.config import ConfigError
-from models.registry import DEFAULT_MODEL, resolve_model
-from models.weights import WeightsError
-from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
-from worker.upscaler import DEFAULT_CHUNK_FRAMES
-from worker.video_io import ENCODERS, VideoError
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+CODECS = ("h264", "h265")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,25 +28,34 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"vsr: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="vsr", description="FastVSR 4x video super-resolution")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    up = commands.add_parser("upscale", help="upscale a video file 4x")
+def add_upscale(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    up = commands.add_parser("upscale", help="upscale a video file 4x on this machine")
     up.add_argument("input", help="input video file")
     up.add_argument("output", help="output video file (.mp4, .mkv or .mov)")
     up.add_argument("--model", help="model directory (config.json + model.safetensors + sha256sums.txt)")
-    up.add_argument("--config", default=DEFAULT_MODEL, help="named model when --model is not given")
+    up.add_argument("--config", default="fastvsr-tiny", help="named model when --model is not given")
     up.add_argument("--scale", type=int, default=4, help="upscaling factor (only 4 is supported)")
-    up.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
+    up.add_argument("--codec", choices=CODECS, default="h264")
     up.add_argument("--crf", type=int, default=18, help="constant rate factor, 0..51 (lower is better)")
     up.add_argument("--preset", default="medium", help="x264/x265 preset")
-    up.add_argument(
-        "--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, help="frames per model chunk (memory)"
-    )
+    up.add_argument("--chunk-frames", type=int, help="frames per model chunk (memory); default 8")
     up.add_argument("--device", default="cpu", help="cpu or cuda")
     up.add_argument("--no-audio", action="store_true", help="do not copy audio streams")
     up.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     up.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="vsr", description="FastVSR 4x video super-resolution")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_upscale(commands)
+    serve = commands.add_parser("serve", help="run the API (and, without VSR_REDIS_URL, one worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    worker = commands.add_parser("worker", help="run a job worker (needs VSR_REDIS_URL)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    keys = commands.add_parser("keys", help="create an API key and its tenant entry for VSR_TENANTS")
+    keys.add_argument("tenant", help="tenant id (a-z, 0-9, '_', '-')")
     return parser
 
 
@@ -58,60 +64,12 @@ def fail(code: str, message: str) -> NoReturn:
     raise SystemExit(EXIT_ERROR)
 
 
-def run_upscale(args: argparse.Namespace) -> UpscaleResult:
-    options = UpscaleOptions(
-        scale=args.scale,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
-        chunk_frames=args.chunk_frames,
-        copy_audio=not args.no_audio,
-        device=args.device,
-    )
-    options.validate(Path(args.output))  # fail on bad options before loading anything
-    loaded = resolve_model(args.model, args.config)
-    print(f"model: {loaded.description}", file=sys.stderr)
-    with tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from models.config import ConfigError
+    from models.weights import WeightsError
+    from vsr.upscale_command import print_summary, run_upscale, summary
+    from worker.video_io import VideoError
 
-        def progress(done: int, expected: int | None) -> None:
-            if expected and bar.total != max(expected, done):
-                bar.total = max(expected, done)
-            bar.update(done - bar.n)
-
-        return upscale_video(args.input, args.output, loaded.model, options, progress)
-
-
-def summary(result: UpscaleResult, wall: float) -> dict[str, object]:
-    return {
-        "output": str(result.output),
-        "width": result.width,
-        "height": result.height,
-        "frames": result.frames,
-        "fps": float(result.fps),
-        "seconds": {**{k: round(v, 3) for k, v in result.stats.seconds.items()}, "wall": round(wall, 3)},
-        "macs": result.stats.macs,
-    }
-
-
-def print_summary(info: dict[str, object]) -> None:
-    seconds: dict[str, float] = info["seconds"]  # type: ignore[assignment]
-    macs: dict[str, int] = info["macs"]  # type: ignore[assignment]
-    frames = int(info["frames"])  # type: ignore[call-overload]
-    print(
-        f"wrote {info['output']}: {info['width']}x{info['height']}, {frames} frames at {info['fps']:.3f} fps"
-    )
-    print("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
-    print(f"throughput: {frames / max(seconds['wall'], 1e-9):.2f} frames/s")
-    print(
-        "MACs: "
-        + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in macs.items())
-        + f" ({macs['total'] / max(frames, 1) / 1e9:.2f} GMACs/frame)"
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
         result = run_upscale(args)
@@ -127,6 +85,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print_summary(info)
     return 0
+
+
+def load_settings_or_fail() -> Settings:
+    from pydantic import ValidationError
+
+    from service.settings import load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        fail("bad_settings", str(exc).replace("\n", "; "))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vsr.serve import serve
+
+    serve(load_settings_or_fail(), args.host, args.port)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.rq_worker import run_worker
+
+    settings = load_settings_or_fail()
+    if settings.embedded:
+        fail(
+            "bad_settings",
+            "a separate worker needs VSR_REDIS_URL (embedded mode runs one inside `vsr serve`)",
+        )
+    run_worker(settings, burst=args.burst)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from service.settings import TenantConfig
+    from service.tenants import generate_api_key, hash_api_key
+    from service.webhook_signing import generate_secret
+
+    key = generate_api_key()
+    try:
+        tenant = TenantConfig(
+            id=args.tenant, api_key_sha256=[hash_api_key(key)], webhook_secret=generate_secret()
+        )
+    except ValidationError as exc:
+        fail("bad_tenant", exc.errors()[0]["msg"])
+    print(f"API key (give it to the tenant; it is not stored): {key}", file=sys.stderr)
+    print(
+        json.dumps(
+            tenant.model_dump(mode="json") | {"webhook_secret": tenant.webhook_secret.get_secret_value()}
+        )
+    )
+    return 0
+
+
+COMMANDS = {"upscale": cmd_upscale, "serve": cmd_serve, "worker": cmd_worker, "keys": cmd_keys}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ The output file appears only when the whole video was written; any failure leave
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class UpscaleResult:
     frames: int
     fps: Fraction
     stats: UpscaleStats = field(default_factory=UpscaleStats)
+    decode_seconds: float = 0.0  # demux + decode + colour conversion of the input
+    encode_seconds: float = 0.0  # colour conversion + encode + mux of the output (audio copy included)
 
 
 def upscale_video(
@@ -83,9 +86,15 @@ def upscale_video(
     stats = UpscaleStats()
     frames = iter_frames(source)
     pts_queue: deque[int | None] = deque()  # input timestamps, kept for the output frames
+    clock = {"decode": 0.0, "encode": 0.0}
 
     def images() -> Iterator[np.ndarray]:
-        for frame in frames:
+        while True:
+            start = time.perf_counter()
+            frame = next(frames, None)
+            clock["decode"] += time.perf_counter() - start
+            if frame is None:
+                return
             pts_queue.append(frame.pts)
             yield frame.image
 
@@ -102,8 +111,14 @@ def upscale_video(
     )
     with writer:
         for done, image in enumerate(upscaler.upscale(images(), stats), start=1):
+            start = time.perf_counter()
             writer.write(image, pts_queue.popleft())
+            clock["encode"] += time.perf_counter() - start
             if progress is not None:
                 progress(done, info.frames_estimate)
+        start = time.perf_counter()
+    clock["encode"] += time.perf_counter() - start  # flush, audio copy, mux and rename
     log.info("upscaled %s -> %s (%d frames)", source, output, stats.frames)
-    return UpscaleResult(output, width, height, stats.frames, info.fps, stats)
+    return UpscaleResult(
+        output, width, height, stats.frames, info.fps, stats, clock["decode"], clock["encode"]
+    )

@@ -14,12 +14,10 @@ from types import TracebackType
 import av
 import numpy as np
 
+from worker.encode_options import CONTAINER_FORMATS, ENCODERS, PRESETS
+
 logger = logging.getLogger(__name__)
 
-ENCODERS = {"h264": "libx264", "h265": "libx265"}
-_FAST_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast")
-PRESETS = (*_FAST_PRESETS, "medium", "slow", "slower", "veryslow", "placebo")
-CONTAINER_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 _AV_ERRORS = (av.FFmpegError, OSError, ValueError)
 
 

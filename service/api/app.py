@@ -1,0 +1,74 @@
+"""Build the FastAPI application from settings (`create_app`), or from the environment (`app_from_env`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from service.api import routes_jobs, routes_system
+from service.api.errors import install_error_handlers
+from service.container import Services, build_services
+from service.job_queue import live_workers, queue_depth
+from service.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+VERSION = "0.2.0"
+
+
+def create_app(services: Services, *, run_webhook_dispatcher: bool = True) -> FastAPI:
+    """The API over `services`. It also runs a webhook dispatcher thread (safe beside others')."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        dispatcher = None
+        if run_webhook_dispatcher:
+            dispatcher = threading.Thread(
+                target=services.outbox.run_forever, args=(stop,), name="webhook-dispatcher", daemon=True
+            )
+            dispatcher.start()
+        yield
+        stop.set()
+        if dispatcher is not None:
+            dispatcher.join(5)
+
+    app = FastAPI(
+        title="FastVSR video super-resolution",
+        version=VERSION,
+        description="Submit low-resolution videos, get 4x upscaled ones (FastVSR, one-step diffusion).",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_system.router)
+    services.metrics.watch_queue(lambda: queue_depth(services.queue), lambda: live_workers(services.queue))
+
+    @app.middleware("http")
+    async def record_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics = services.metrics
+        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+        metrics.request_seconds.labels(request.method, template).observe(time.perf_counter() - start)
+        return response
+
+    return app
+
+
+def app_from_settings(settings: Settings) -> FastAPI:
+    return create_app(build_services(settings))
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: `uvicorn service.api.app:app_from_env --factory`."""
+    return app_from_settings(load_settings())

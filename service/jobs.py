@@ -1,0 +1,293 @@
+"""The authoritative job record, kept in Redis apart from RQ's own bookkeeping.
+
+Every status change goes through `JobStore.transition`, an optimistic (WATCH/MULTI) read-check-write that
+allows only the legal moves below, so a record can never go back from a terminal status.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.encode_options import PRESETS
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+LEGAL_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELED, JobStatus.FAILED}),
+    # processing -> queued: a retry after a lost worker (requeued by the reliability layer)
+    JobStatus.PROCESSING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
+    ),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+}
+WebhookEvent = Literal["start", "progress", "completed"]
+
+
+class JobParams(BaseModel):
+    """What the client asks for. Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: Literal[4] = 4
+    model: str | None = Field(None, description="model name; default: the service's default model")
+    codec: Literal["h264", "h265"] = "h264"
+    crf: int = Field(18, ge=0, le=51, strict=True)
+    preset: Literal[PRESETS] = "medium"  # type: ignore[valid-type]
+    container: Literal["mp4", "mkv"] = "mp4"
+    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_events: list[WebhookEvent] = Field(
+        default_factory=lambda: ["start", "progress", "completed"], max_length=3
+    )
+
+
+class InputRef(BaseModel):
+    bucket: str | None = None  # None: the service's own storage
+    key: str
+    filename: str | None = None
+    bytes: int | None = None
+
+
+class Progress(BaseModel):
+    frames_done: int = 0
+    frames_total: int | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobOutput(BaseModel):
+    key: str
+    width: int
+    height: int
+    frames: int
+    fps: float
+    bytes: int
+
+
+class JobRecord(BaseModel):
+    id: str
+    tenant: str
+    status: JobStatus = JobStatus.QUEUED
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    params: JobParams
+    input: InputRef
+    progress: Progress = Field(default_factory=Progress)
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
+    macs: dict[str, int] = Field(default_factory=dict, description="multiply-accumulates per component")
+    error: JobError | None = None
+    output: JobOutput | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+    worker: str | None = None
+    files_deleted: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class IllegalTransitionError(Exception):
+    """The record's current status does not allow the requested one."""
+
+    def __init__(self, job_id: str, current: JobStatus, wanted: JobStatus) -> None:
+        super().__init__(f"job {job_id}: {current} -> {wanted} is not allowed")
+        self.current, self.wanted = current, wanted
+
+
+class JobNotFoundError(KeyError):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobStore:
+    """Job records (one JSON value per job), per-tenant listings and idempotency keys."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "vsr", record_ttl_s: int = 30 * 86400) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.record_ttl_s = record_ttl_s
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def _tenant_index(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:jobs"
+
+    def _idempotency_key(self, tenant: str, key: str) -> str:
+        return f"{self.prefix}:idem:{tenant}:{key}"
+
+    def create(self, record: JobRecord) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._key(record.id), record.model_dump_json(), ex=self.record_ttl_s, nx=True)
+            pipe.zadd(self._tenant_index(record.tenant), {record.id: record.created_at.timestamp()})
+            expired = record.created_at.timestamp() - self.record_ttl_s
+            pipe.zremrangebyscore(self._tenant_index(record.tenant), "-inf", expired)
+            created, _, _ = pipe.execute()
+        if not created:
+            raise ValueError(f"job {record.id} already exists")
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.redis.get(self._key(job_id))
+        return None if raw is None else JobRecord.model_validate_json(raw)
+
+    def get_for_tenant(self, job_id: str, tenant: str) -> JobRecord | None:
+        """The record only if it belongs to `tenant` (another tenant's id looks like a missing one)."""
+        record = self.get(job_id)
+        return record if record is not None and record.tenant == tenant else None
+
+    def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
+        """Apply `change` to the current record atomically (retried if another writer got there first)."""
+        key = self._key(job_id)
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise JobNotFoundError(job_id)
+                    record = JobRecord.model_validate_json(raw)
+                    before = record.status
+                    change(record)
+                    if record.status != before and record.status not in LEGAL_TRANSITIONS[before]:
+                        raise IllegalTransitionError(job_id, before, record.status)
+                    record.updated_at = utcnow()
+                    pipe.multi()
+                    pipe.set(key, record.model_dump_json(), keepttl=True)
+                    pipe.execute()
+                    return record
+                except redis.WatchError:
+                    continue
+
+    def transition(self, job_id: str, status: JobStatus, **fields: Any) -> JobRecord:
+        """Move to `status` (raises IllegalTransitionError) and set `fields` in the same atomic write."""
+
+        def change(record: JobRecord) -> None:
+            record.status = status
+            for name, value in fields.items():
+                setattr(record, name, value)
+            if status == JobStatus.PROCESSING and record.started_at is None:
+                record.started_at = utcnow()
+            if status in TERMINAL:
+                record.finished_at = utcnow()
+
+        return self.update(job_id, change)
+
+    def claim_idempotency_key(self, tenant: str, key: str, job_id: str, ttl_s: int) -> str:
+        """Bind `key` to `job_id` unless already bound; return the job id the key belongs to."""
+        name = self._idempotency_key(tenant, key)
+        if self.redis.set(name, job_id, nx=True, ex=ttl_s):
+            return job_id
+        existing = self.redis.get(name)
+        return (
+            existing.decode()
+            if existing is not None
+            else self.claim_idempotency_key(tenant, key, job_id, ttl_s)
+        )
+
+    def idempotent_job(self, tenant: str, key: str) -> str | None:
+        """The job id an Idempotency-Key is bound to, if any."""
+        existing = self.redis.get(self._idempotency_key(tenant, key))
+        return existing.decode() if existing is not None else None
+
+    def delete(self, job_id: str) -> None:
+        """Forget a record (only for a submission that failed before it was queued)."""
+        record = self.get(job_id)
+        if record is not None:
+            self.redis.zrem(self._tenant_index(record.tenant), job_id)
+        self.redis.delete(self._key(job_id))
+
+    def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
+        """Unbind `key` if it still points at `job_id` (the job could not be created)."""
+        name = self._idempotency_key(tenant, key)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(name)
+                if pipe.get(name) == job_id.encode():
+                    pipe.multi()
+                    pipe.delete(name)
+                    pipe.execute()
+            except redis.WatchError:
+                pass
+
+    def list_for_tenant(
+        self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """Newest first; `cursor` is the opaque value returned by the previous page."""
+        records: list[JobRecord] = []
+        for record in self._iter_tenant(tenant, decode_cursor(cursor)):
+            if status is None or record.status == status:
+                records.append(record)
+                if len(records) > limit:
+                    break
+        if len(records) > limit:
+            last = records[limit - 1]
+            return records[:limit], encode_cursor(last.created_at.timestamp(), last.id)
+        return records, None
+
+    def _iter_tenant(self, tenant: str, after: tuple[float, str] | None) -> Iterator[JobRecord]:
+        index = self._tenant_index(tenant)
+        max_score: float | str = "+inf" if after is None else after[0]
+        seen_at_max, page = 0, 100  # entries already read whose score equals max_score
+        while True:
+            entries = self.redis.zrevrangebyscore(
+                index, max_score, "-inf", start=seen_at_max, num=page, withscores=True
+            )
+            for member, score in entries:
+                job_id = member.decode()
+                if after is not None and (score, job_id) >= after:
+                    continue  # at or before the cursor (ties broken by id, descending)
+                record = self.get(job_id)
+                if record is not None:  # None: the record expired
+                    yield record
+            if len(entries) < page:
+                return
+            last = entries[-1][1]
+            at_last = sum(1 for _, score in entries if score == last)
+            seen_at_max = seen_at_max + at_last if last == max_score else at_last
+            max_score = last
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([score, job_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """Raise ValueError for a cursor this service did not issue."""
+    if cursor is None:
+        return None
+    try:
+        score, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(score), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc

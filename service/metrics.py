@@ -1,0 +1,68 @@
+"""Prometheus metrics (base units, `_total` counters, no job-id labels) on a registry built per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Video jobs take seconds to an hour: buckets from 10 ms to 1 h.
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+FRAME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+STAGES = (
+    "queue_wait",
+    "download",
+    "decode",
+    "model_encode",
+    "denoise",
+    "model_decode",
+    "video_encode",
+    "upload",
+)
+
+
+class ServiceMetrics:
+    """Every metric the API and the worker export; one instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.jobs = Counter("vsr_jobs", "Jobs that reached a status", ["status"], registry=r)
+        self.stage_seconds = Histogram(
+            "vsr_stage_seconds", "Time per job stage", ["stage"], buckets=STAGE_BUCKETS, registry=r
+        )
+        self.macs = Counter("vsr_macs", "Multiply-accumulates computed", ["component"], registry=r)
+        self.frames = Counter("vsr_frames", "Frames upscaled", registry=r)
+        self.frame_seconds = Histogram(
+            "vsr_frame_inference_seconds", "Model time per frame", buckets=FRAME_BUCKETS, registry=r
+        )
+        self.requests = Counter(
+            "vsr_http_requests", "API requests", ["method", "route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "vsr_http_request_duration_seconds",
+            "API request latency",
+            ["method", "route"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+
+    def watch_queue(self, depth: Callable[[], int], workers: Callable[[], int]) -> None:
+        """Export queue depth and live workers, read from Redis at scrape time."""
+        self.registry.register(_QueueCollector(depth, workers))
+
+
+class _QueueCollector(Collector):
+    def __init__(self, depth: Callable[[], int], workers: Callable[[], int]) -> None:
+        self._depth, self._workers = depth, workers
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            depth, workers = float(self._depth()), float(self._workers())
+        except Exception:  # Redis down: export nothing rather than fail the scrape
+            return
+        yield GaugeMetricFamily("vsr_queue_depth", "Jobs waiting in the queue", value=depth)
+        yield GaugeMetricFamily("vsr_workers", "Live workers listening on the queue", value=workers)

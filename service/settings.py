@@ -1,0 +1,129 @@
+"""Service settings: environment variables prefixed `VSR_` (nested with `__`), built by `load_settings`.
+
+With no `VSR_REDIS_URL` and no `VSR_S3__BUCKET`, everything runs embedded: an in-process Redis
+substitute and local-directory storage (the `make demo` path).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Standard Webhooks' retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+STANDARD_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+
+
+class TenantConfig(BaseModel):
+    """One tenant: the SHA-256 hex digests of its API keys (several, for rotation) and its webhook secret."""
+
+    id: str
+    api_key_sha256: list[str] = Field(min_length=1)
+    webhook_secret: SecretStr
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not TENANT_ID.match(value):
+            raise ValueError("tenant id must be 1-63 chars of a-z, 0-9, '_' or '-', starting alphanumeric")
+        return value
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _valid_digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if not SHA256_HEX.match(digest):
+                raise ValueError("api_key_sha256 entries must be 64 lowercase hex digits (sha256 of the key)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _valid_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("webhook_secret must start with 'whsec_' (Standard Webhooks)")
+        return value
+
+
+class S3Settings(BaseModel):
+    """An S3-compatible server. Presigned URLs are minted for `public_endpoint_url` (the Host is signed)."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    public_endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    input_buckets: list[str] = Field(default_factory=list, description="buckets s3:// inputs may come from")
+    presign_expiry_s: int = Field(3600, ge=1, le=604800)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything the API and the worker need; see the README for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="VSR_", env_nested_delimiter="__", extra="ignore")
+
+    redis_url: str | None = Field(None, description="None: in-process Redis substitute (embedded mode)")
+    key_prefix: str = "vsr"
+    queue_name: str = "vsr"
+    s3: S3Settings | None = None
+    data_dir: Path = Field(Path("vsr-data"), description="local storage and upload spool directory")
+    public_base_url: str | None = Field(None, description="base of the URLs in responses; default: request's")
+
+    tenants: list[TenantConfig] = Field(default_factory=list)
+    tenants_file: Path | None = Field(None, description="JSON list of tenants (e.g. a mounted secret)")
+
+    max_upload_bytes: int = Field(2 * GIB, ge=1)
+    idempotency_ttl_s: int = Field(86400, ge=1)
+    job_timeout_s: int = Field(3600, ge=1)
+    job_record_ttl_s: int = Field(30 * 86400, ge=60)
+    models: list[str] = Field(default_factory=lambda: ["fastvsr-tiny"], min_length=1)
+    model_dir: Path | None = Field(None, description="load the default model from this directory instead")
+
+    device: str = "cpu"
+    chunk_frames: int = Field(8, ge=1)
+    progress_interval_s: float = Field(1.0, ge=0, description="job record / webhook progress throttle")
+    worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")
+
+    webhook_allow_private: bool = Field(False, description="allow loopback/private callback addresses")
+    webhook_retry_schedule_s: list[float] = Field(default_factory=lambda: list(STANDARD_WEBHOOK_SCHEDULE))
+    webhook_timeout_s: float = Field(15.0, gt=0)
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0]
+
+    @model_validator(mode="after")
+    def _load_tenants_file(self) -> Settings:
+        if self.tenants_file is not None:
+            try:
+                entries: Any = json.loads(self.tenants_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot read tenants_file {self.tenants_file}: {exc}") from exc
+            self.tenants = [*self.tenants, *(TenantConfig.model_validate(e) for e in entries)]
+        ids = [t.id for t in self.tenants]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"duplicate tenant ids in {ids}")
+        return self
+
+    @property
+    def storage_backend(self) -> Literal["s3", "local"]:
+        return "s3" if self.s3 is not None else "local"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (tests pass keyword overrides). Never called at import."""
+    return Settings(**overrides)

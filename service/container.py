@@ -45,7 +45,6 @@ def build_services(settings: Settings, metrics: ServiceMetrics | None = None) ->
     notifier = JobNotifier(
         outbox,
         tenants,
-        storage,
         base_url=settings.public_base_url or "",
         progress_interval_s=settings.progress_interval_s,
     )

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 
 from service.jobs import JobRecord
-from service.storage import Storage
 from service.tenants import TenantDirectory
 from service.views import job_view
 from service.webhooks import WebhookOutbox
@@ -20,7 +19,6 @@ class JobNotifier:
 
     outbox: WebhookOutbox
     tenants: TenantDirectory
-    storage: Storage | None
     base_url: str
     progress_interval_s: float = 1.0
     _last_progress: dict[str, float] = field(default_factory=dict)
@@ -38,7 +36,7 @@ class JobNotifier:
             self._last_progress[record.id] = now
         elif event == "completed":
             self._last_progress.pop(record.id, None)
-        data = job_view(record, self.base_url, self.storage).model_dump(mode="json")
+        data = job_view(record, self.base_url, storage=None).model_dump(mode="json")
         return self.outbox.enqueue(
             tenant=record.tenant,
             job_id=record.id,

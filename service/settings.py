@@ -6,6 +6,7 @@ substitute and local-directory storage (the `make demo` path).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -46,8 +47,13 @@ class TenantConfig(BaseModel):
     @field_validator("webhook_secret")
     @classmethod
     def _valid_secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("whsec_"):
-            raise ValueError("webhook_secret must start with 'whsec_' (Standard Webhooks)")
+        secret = value.get_secret_value()
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not secret.startswith("whsec_") or len(key) < 24:
+            raise ValueError("webhook_secret must be 'whsec_' + base64 of >= 24 bytes (Standard Webhooks)")
         return value
 
 

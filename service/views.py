@@ -51,13 +51,15 @@ def output_filename(record: JobRecord) -> str:
 
 
 def job_view(record: JobRecord, base_url: str, storage: Storage | None) -> JobView:
-    """The record as clients see it; `storage` mints the output's presigned URL (None: no URL)."""
+    """The record as clients see it. `storage` mints a presigned output URL; without it (webhook
+    payloads, which outlive a presigned URL's expiry) the output URL is the API's result route."""
     urls = job_urls(base_url, record.id)
     output = None
     if record.output is not None:
         url = None
-        if storage is not None and not record.files_deleted:
-            url = storage.presigned_url(record.output.key, output_filename(record)) or urls.result
+        if not record.files_deleted:
+            presigned = storage.presigned_url(record.output.key, output_filename(record)) if storage else None
+            url = presigned or urls.result
         output = OutputView(url=url, **record.output.model_dump(exclude={"key"}))
     return JobView(
         id=record.id,

@@ -53,7 +53,7 @@ class TenantConfig(BaseModel):
         except ValueError:
             key = b""
         if not secret.startswith("whsec_") or len(key) < 24:
-            raise ValueError("webhook_secret must be 'whsec_' + base64 of >= 24 bytes (Standard Webhooks)")
+            raise ValueError("webhook_secret must be 'whsec_' + base64 of at least 24 bytes")
         return value
 
 

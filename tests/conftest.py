@@ -13,6 +13,7 @@ import torch
 from models.config import DenoiserConfig, VAEConfig, VSRConfig
 from models.sr_model import VSRModel
 from tests.support.redis_server import RedisServer, start_redis
+from tests.support.s3_server import S3Server, start_s3_server
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -69,3 +70,11 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (Ceph RADOS Gateway on loopback) owned by this test session."""
+    server = start_s3_server(tmp_path_factory.mktemp("rgw"))
+    yield server
+    server.stop()

@@ -19,7 +19,7 @@ from tests.media import make_test_clip
 from tests.support.ports import free_port
 from tests.support.processes import VsrProcess, settings_env
 from tests.support.redis_server import RedisServer
-from tests.support.s3_server import S3Server, start_s3_server
+from tests.support.s3_server import S3Server
 from tests.support.service import ApiTenant, make_tenant
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -74,13 +74,6 @@ class Stack:
     def keys(self, prefix: str = "") -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
         return sorted(o["Key"] for o in listing.get("Contents", []))
-
-
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_s3_server(tmp_path_factory.mktemp("rgw"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-# Minimal CPU image for the `vsr upscale` command. The multi-stage api / worker-cpu / worker-gpu
-# images come with the deployment issue.
+# Minimal CPU image: `vsr upscale`, `vsr serve` (API) and `vsr worker`.
+# The multi-stage api / worker-cpu / worker-gpu images come with the deployment issue.
 FROM python:3.11.11-slim-bookworm
 RUN useradd --create-home --uid 10001 vsr
 WORKDIR /app

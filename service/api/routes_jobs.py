@@ -170,25 +170,22 @@ async def create_job(
             raise ApiError(
                 422, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable ASCII chars"
             )
-        existing = await run_in_threadpool(services.store.idempotent_job, tenant.id, idempotency_key)
-        replay = existing and await run_in_threadpool(_replay, services, tenant, existing, base)
-        if replay:
+        replay = await run_in_threadpool(_replay_key, services, tenant, idempotency_key, base)
+        if replay is not None:  # answered before the body is read: a retried upload is not sent again
             return replay
     params, upload, reference = await _read_submission(request, services)
-    try:
+    try:  # blocking work (DNS checks of the webhook URL, storage, Redis) runs off the event loop
         return await run_in_threadpool(
-            _create,
-            services,
-            tenant,
-            base,
-            _check_params(params, services),
-            upload,
-            reference,
-            idempotency_key,
+            _create, services, tenant, base, params, upload, reference, idempotency_key
         )
     finally:
         if upload is not None:
             upload.discard()
+
+
+def _replay_key(services: Services, tenant: Tenant, key: str, base: str) -> Response | None:
+    job_id = services.store.idempotent_job(tenant.id, key)
+    return None if job_id is None else _replay(services, tenant, job_id, base)
 
 
 def _create(
@@ -200,6 +197,7 @@ def _create(
     reference: str | None,
     idempotency_key: str | None,
 ) -> Response:
+    params = _check_params(params, services)
     job_id = new_job_id()
     if idempotency_key is not None:
         owner = services.store.claim_idempotency_key(

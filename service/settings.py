@@ -15,11 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.webhooks import DEFAULT_RETRY_SCHEDULE_S
+
 GIB = 1024**3
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-# Standard Webhooks' retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
-STANDARD_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 
 
 class TenantConfig(BaseModel):
@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")
 
     webhook_allow_private: bool = Field(False, description="allow loopback/private callback addresses")
-    webhook_retry_schedule_s: list[float] = Field(default_factory=lambda: list(STANDARD_WEBHOOK_SCHEDULE))
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE_S), description="Standard Webhooks' schedule"
+    )
     webhook_timeout_s: float = Field(15.0, gt=0)
 
     @property

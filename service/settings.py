@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(86400, ge=1)
     job_timeout_s: int = Field(3600, ge=1)
     job_record_ttl_s: int = Field(30 * 86400, ge=60)
+    max_input_pixels: int = Field(1920 * 1088, ge=1, description="largest input frame (width x height)")
+    max_input_frames: int = Field(108_000, ge=1, description="longest input (frames; 1 h at 30 fps)")
     models: list[str] = Field(default_factory=lambda: ["fastvsr-tiny"], min_length=1)
     model_dir: Path | None = Field(None, description="load the default model from this directory instead")
 

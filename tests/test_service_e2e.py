@@ -3,28 +3,20 @@ in separate processes, and a webhook receiver that verifies every signature."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import httpx
 import pytest
-from botocore.client import BaseClient
 
 from tests.media import make_test_clip
-from tests.support.ports import free_port
-from tests.support.processes import VsrProcess, settings_env
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import S3Server
-from tests.support.service import ApiTenant, make_tenant
+from tests.support.stack import BUCKET, INPUT_BUCKET, ServiceStack
 from tests.support.webhook_receiver import WebhookReceiver
 
-BUCKET, INPUT_BUCKET = "vsr-jobs", "vsr-inputs"
-TERMINAL = {"succeeded", "failed", "canceled"}
 STAGES = (
     "queue_wait",
     "download",
@@ -37,97 +29,15 @@ STAGES = (
 )
 
 
-@dataclass
-class Stack:
-    api_url: str
-    metrics_url: str
-    s3: BaseClient
-    acme: ApiTenant
-    globex: ApiTenant
-    api: VsrProcess
-    worker: VsrProcess
-
-    def submit(self, clip: Path, params: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
-        with clip.open("rb") as handle:
-            response = httpx.post(
-                f"{self.api_url}/v1/jobs",
-                headers={**self.acme.headers, **headers},
-                files={"file": (clip.name, handle, "video/mp4")},
-                data={"params": json.dumps(params or {})},
-            )
-        assert response.status_code == 202, response.text
-        return dict(response.json())
-
-    def get(self, job: dict[str, Any]) -> dict[str, Any]:
-        return dict(httpx.get(job["urls"]["get"], headers=self.acme.headers).json())
-
-    def wait(self, job: dict[str, Any], until: set[str] = TERMINAL, timeout: float = 180) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            current = self.get(job)
-            if current["status"] in until:
-                return current
-            assert self.worker.alive(), self.worker.tail()
-            time.sleep(0.1)
-        raise TimeoutError(f"job {job['id']} still {current['status']}\n{self.worker.tail()}")
-
-    def keys(self, prefix: str = "") -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
-        return sorted(o["Key"] for o in listing.get("Contents", []))
-
-
 @pytest.fixture(scope="module")
 def stack(
     s3_server: S3Server, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    client = s3_server.client()
-    for bucket in (BUCKET, INPUT_BUCKET):
-        client.create_bucket(Bucket=bucket)
-    acme, globex = make_tenant("acme"), make_tenant("globex")
-    root = tmp_path_factory.mktemp("stack")
-    api_port, metrics_port = free_port(), free_port()
-    common = {
-        "redis_url": redis_server.url.replace("/0", "/3"),
-        "key_prefix": f"e2e{api_port}",
-        "queue_name": f"e2e{api_port}",
-        "s3": {
-            "bucket": BUCKET,
-            "endpoint_url": s3_server.endpoint,
-            "access_key_id": s3_server.access_key,
-            "secret_access_key": s3_server.secret_key,
-            "input_buckets": [INPUT_BUCKET],
-        },
-        "tenants": [{**t.config.model_dump(mode="json"), "webhook_secret": t.secret} for t in (acme, globex)],
-        "webhook_allow_private": True,
-        "webhook_retry_schedule_s": [0, 0.5, 1],
-        "progress_interval_s": 0.2,
-        "chunk_frames": 4,
-        "worker_metrics_port": metrics_port,
-    }
-    api = VsrProcess(
-        ["serve", "--host", "127.0.0.1", "--port", str(api_port)],
-        settings_env({**common, "data_dir": str(root / "api")}),
-        root / "api.log",
-    ).start()
-    worker = VsrProcess(
-        ["worker"], settings_env({**common, "data_dir": str(root / "worker")}), root / "worker.log"
-    )
-    worker.start()
+) -> Iterator[ServiceStack]:
+    stack = ServiceStack(redis_server.url.replace("/0", "/3"), tmp_path_factory.mktemp("stack"), s3_server)
     try:
-        api.wait_http(f"http://127.0.0.1:{api_port}/readyz")
-        worker.wait_http(f"http://127.0.0.1:{metrics_port}/metrics")
-        yield Stack(
-            f"http://127.0.0.1:{api_port}",
-            f"http://127.0.0.1:{metrics_port}/metrics",
-            client,
-            acme,
-            globex,
-            api,
-            worker,
-        )
+        yield stack.start()
     finally:
-        worker.stop()
-        api.stop()
+        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +45,9 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_test_clip(tmp_path_factory.mktemp("clips") / "small.mp4", frames=12, width=64, height=48)
 
 
-def test_job_succeeds_with_signed_ordered_webhooks(stack: Stack, small_clip: Path, tmp_path: Path) -> None:
+def test_job_succeeds_with_signed_ordered_webhooks(
+    stack: ServiceStack, small_clip: Path, tmp_path: Path
+) -> None:
     with WebhookReceiver(stack.acme.secret) as receiver:
         job = stack.submit(small_clip, {"webhook_url": receiver.url, "crf": 20})
         done = stack.wait(job)
@@ -170,22 +82,22 @@ def test_job_succeeds_with_signed_ordered_webhooks(stack: Stack, small_clip: Pat
     assert events[-1].body["data"]["status"] == "succeeded" and events[-1].body["data"]["id"] == job["id"]
     assert [e.time for e in events] == sorted(e.time for e in events)
 
-    keys = stack.keys()
+    keys = stack.stored_keys()
     assert keys == sorted([f"jobs/acme/{job['id']}/input.mp4", f"jobs/acme/{job['id']}/output.mp4"])
 
-    metrics = httpx.get(stack.metrics_url).text
+    metrics = httpx.get(stack.metrics_url()).text
     assert 'vsr_jobs_total{status="succeeded"}' in metrics
     for stage in ("download", "decode", "model_encode", "denoise", "model_decode", "video_encode", "upload"):
         assert f'vsr_stage_seconds_count{{stage="{stage}"}}' in metrics, stage
     assert 'vsr_macs_total{component="decoder"}' in metrics and "vsr_frames_total" in metrics
 
     assert httpx.delete(job["urls"]["get"], headers=stack.acme.headers).status_code == 204
-    assert stack.keys(f"jobs/acme/{job['id']}/") == []
+    assert stack.stored_keys(f"jobs/acme/{job['id']}/") == []
     gone = httpx.get(job["urls"]["result"], headers=stack.acme.headers)
     assert gone.status_code == 410
 
 
-def test_other_tenant_and_idempotent_resubmit(stack: Stack, small_clip: Path) -> None:
+def test_other_tenant_and_idempotent_resubmit(stack: ServiceStack, small_clip: Path) -> None:
     first = stack.submit(small_clip, **{"Idempotency-Key": "batch-7"})
     again = stack.submit(small_clip, **{"Idempotency-Key": "batch-7"})
     assert again["id"] == first["id"]
@@ -196,7 +108,7 @@ def test_other_tenant_and_idempotent_resubmit(stack: Stack, small_clip: Path) ->
     assert status["workers"] == 1 and status["storage"] == "s3"
 
 
-def test_cancel_while_processing_leaves_no_output(stack: Stack, tmp_path: Path) -> None:
+def test_cancel_while_processing_leaves_no_output(stack: ServiceStack, tmp_path: Path) -> None:
     clip = make_test_clip(tmp_path / "long.mp4", frames=96, width=128, height=96)
     job = stack.submit(clip)
     deadline = time.monotonic() + 120
@@ -208,11 +120,11 @@ def test_cancel_while_processing_leaves_no_output(stack: Stack, tmp_path: Path) 
     final = stack.wait(job)
     assert final["status"] == "canceled" and final["output"] is None
     assert final["progress"]["frames_done"] < 96
-    assert stack.keys(f"jobs/acme/{job['id']}/") == [] and stack.keys("tmp/") == []
+    assert stack.stored_keys(f"jobs/acme/{job['id']}/") == [] and stack.stored_keys("tmp/") == []
 
 
 def test_truncated_upload_fails_with_code_and_leaves_nothing(
-    stack: Stack, small_clip: Path, tmp_path: Path
+    stack: ServiceStack, small_clip: Path, tmp_path: Path
 ) -> None:
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(small_clip.read_bytes()[: small_clip.stat().st_size // 2])
@@ -220,11 +132,11 @@ def test_truncated_upload_fails_with_code_and_leaves_nothing(
     final = stack.wait(job)
     assert final["status"] == "failed" and final["error"]["code"] == "invalid_video", final
     assert final["error"]["message"]
-    assert stack.keys(f"jobs/acme/{job['id']}/") == [] and stack.keys("tmp/") == []
+    assert stack.stored_keys(f"jobs/acme/{job['id']}/") == [] and stack.stored_keys("tmp/") == []
     assert stack.worker.alive()
 
 
-def test_storage_reference_input(stack: Stack, small_clip: Path) -> None:
+def test_storage_reference_input(stack: ServiceStack, small_clip: Path) -> None:
     stack.s3.upload_file(str(small_clip), INPUT_BUCKET, "uploads/clip.mp4")
     headers = stack.acme.headers
     response = httpx.post(

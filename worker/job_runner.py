@@ -28,6 +28,8 @@ VIDEO_ERROR_CODES = {
     "decode_error": "invalid_video",
     "unsupported_option": "invalid_params",
     "encode_error": "encode_error",
+    "input_too_large": "input_too_large",
+    "input_too_long": "input_too_long",
 }
 CONTENT_TYPES = {"mp4": "video/mp4", "mkv": "video/x-matroska"}
 
@@ -127,6 +129,8 @@ class JobRunner:
             preset=params.preset,
             chunk_frames=settings.chunk_frames,
             device=settings.device,
+            max_input_pixels=settings.max_input_pixels,
+            max_input_frames=settings.max_input_frames,
         )
         model = self.runtime.model(params.model or settings.default_model)
         last_write = time.monotonic()

@@ -19,7 +19,14 @@ import torch
 from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
 from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
-from worker.video_io import VideoError, VideoWriter, iter_frames, probe_video, validate_encode_options
+from worker.video_io import (
+    VideoError,
+    VideoInfo,
+    VideoWriter,
+    iter_frames,
+    probe_video,
+    validate_encode_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,8 @@ class UpscaleOptions:
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     copy_audio: bool = True
     device: str = "cpu"
+    max_input_pixels: int | None = None  # refuse larger frames (decompression bombs) before decoding
+    max_input_frames: int | None = None  # refuse longer videos (header, then while decoding)
 
     def validate(self, output: Path) -> None:
         """Raise `VideoError("unsupported_option")` for any option this output cannot take."""
@@ -63,6 +72,21 @@ class UpscaleResult:
     encode_seconds: float = 0.0  # colour conversion + encode + mux of the output (audio copy included)
 
 
+def check_input_limits(info: VideoInfo, options: UpscaleOptions) -> None:
+    """Refuse inputs over the configured size from what the header declares, before decoding a frame."""
+    pixels = info.width * info.height
+    if options.max_input_pixels is not None and pixels > options.max_input_pixels:
+        raise VideoError(
+            "input_too_large",
+            f"{info.width}x{info.height} input exceeds the {options.max_input_pixels}-pixel limit per frame",
+        )
+    if options.max_input_frames is not None and (info.frames_estimate or 0) > options.max_input_frames:
+        raise VideoError(
+            "input_too_long",
+            f"about {info.frames_estimate} frames exceed the limit of {options.max_input_frames}",
+        )
+
+
 def upscale_video(
     source: str | Path,
     output: str | Path,
@@ -79,12 +103,13 @@ def upscale_video(
     if not output.parent.is_dir():
         raise VideoError("unsupported_option", f"output directory does not exist: {output.parent}")
     info = probe_video(source)
+    check_input_limits(info, options)
     width, height = info.width * OUTPUT_SCALE, info.height * OUTPUT_SCALE
     upscaler = ClipUpscaler(
         model.to(options.device), chunk_frames=options.chunk_frames, device=options.device
     )
     stats = UpscaleStats()
-    frames = iter_frames(source)
+    frames = iter_frames(source, options.max_input_frames)
     pts_queue: deque[int | None] = deque()  # input timestamps, kept for the output frames
     clock = {"decode": 0.0, "encode": 0.0}
 

@@ -105,24 +105,35 @@ def probe_video(path: str | Path) -> VideoInfo:
         )
 
 
-def iter_frames(path: str | Path) -> Iterator[Frame]:
-    """Decode every frame of the first video stream in presentation order, one at a time."""
+def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[Frame]:
+    """Decode every frame of the first video stream in presentation order, one at a time.
+
+    Every frame must have the size of the first (a stream that changes size mid-way is refused), and
+    more than `max_frames` decoded frames raise `VideoError("input_too_long")`, whatever the header says.
+    """
     container = _open_input(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         decoded = container.decode(video=0)
-        count = 0
+        header = (stream.codec_context.width, stream.codec_context.height)
+        count, size = 0, header if min(header) > 0 else None  # decoded frames must match the header
         while True:
             try:
                 frame = next(decoded)
-                image = frame.to_ndarray(format="rgb24")
             except StopIteration:
                 break
             except _AV_ERRORS as exc:
                 msg = f"{path}: decoding failed after {count} frames: {exc}"
                 raise VideoError("decode_error", msg) from exc
-            yield Frame(image=image, pts=frame.pts)
+            if size is None:
+                size = (frame.width, frame.height)
+            elif (frame.width, frame.height) != size:
+                msg = f"{path}: frame {count} is {frame.width}x{frame.height}, expected {size[0]}x{size[1]}"
+                raise VideoError("decode_error", msg)
+            if max_frames is not None and count >= max_frames:
+                raise VideoError("input_too_long", f"{path}: more than {max_frames} frames")
+            yield Frame(image=frame.to_ndarray(format="rgb24"), pts=frame.pts)
             count += 1
         if count == 0:
             raise VideoError("no_frames", f"{path}: the video stream decoded no frames")

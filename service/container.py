@@ -8,6 +8,7 @@ import redis
 from rq import Queue
 
 from service.connections import redis_client
+from service.janitor import StorageJanitor
 from service.job_queue import make_queue
 from service.jobs import JobStore
 from service.metrics import ServiceMetrics
@@ -29,6 +30,7 @@ class Services:
     metrics: ServiceMetrics
     outbox: WebhookOutbox
     notifier: JobNotifier
+    janitor: StorageJanitor
 
 
 def build_services(settings: Settings, metrics: ServiceMetrics | None = None) -> Services:
@@ -58,4 +60,5 @@ def build_services(settings: Settings, metrics: ServiceMetrics | None = None) ->
         metrics=metrics or ServiceMetrics(),
         outbox=outbox,
         notifier=notifier,
+        janitor=StorageJanitor(storage, client, settings.key_prefix),
     )

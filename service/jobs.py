@@ -101,8 +101,9 @@ class JobRecord(BaseModel):
     error: JobError | None = None
     output: JobOutput | None = None
     cancel_requested: bool = False
-    attempts: int = 0
+    attempts: int = 0  # claims by a worker; a graceful requeue (shutdown) gives its attempt back
     worker: str | None = None
+    rq_job_id: str | None = None  # the RQ job that currently carries this job
     files_deleted: bool = False
 
     @property
@@ -120,6 +121,21 @@ class IllegalTransitionError(Exception):
 
 class JobNotFoundError(KeyError):
     pass
+
+
+class OwnershipLostError(Exception):
+    """The job is no longer this worker's attempt (it was reaped and requeued, or finished elsewhere)."""
+
+
+Owner = tuple[str, int]  # (worker name, attempt number): who may write a processing job's record
+ACTIVE = (JobStatus.QUEUED, JobStatus.PROCESSING)
+# Renew a lease only if it still holds our token (a reaped attempt must not revive its lease).
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 
 def utcnow() -> datetime:
@@ -147,15 +163,72 @@ class JobStore:
     def _idempotency_key(self, tenant: str, key: str) -> str:
         return f"{self.prefix}:idem:{tenant}:{key}"
 
+    def _status_set(self, status: JobStatus, tenant: str | None = None) -> str:
+        """Ids of active jobs by status: all tenants, or one tenant's."""
+        scope = "" if tenant is None else f"tenant:{tenant}:"
+        return f"{self.prefix}:{scope}status:{status}"
+
+    def lease_key(self, job_id: str) -> str:
+        return f"{self.prefix}:lease:{job_id}"
+
+    def _index_status(self, pipe: Any, record: JobRecord, before: JobStatus | None) -> None:
+        if before == record.status:
+            return
+        if before in ACTIVE:
+            pipe.srem(self._status_set(before), record.id)
+            pipe.srem(self._status_set(before, record.tenant), record.id)
+        if record.status in ACTIVE:
+            pipe.sadd(self._status_set(record.status), record.id)
+            pipe.sadd(self._status_set(record.status, record.tenant), record.id)
+
     def create(self, record: JobRecord) -> None:
         with self.redis.pipeline() as pipe:
             pipe.set(self._key(record.id), record.model_dump_json(), ex=self.record_ttl_s, nx=True)
             pipe.zadd(self._tenant_index(record.tenant), {record.id: record.created_at.timestamp()})
             expired = record.created_at.timestamp() - self.record_ttl_s
             pipe.zremrangebyscore(self._tenant_index(record.tenant), "-inf", expired)
-            created, _, _ = pipe.execute()
+            self._index_status(pipe, record, None)
+            created = pipe.execute()[0]
         if not created:
             raise ValueError(f"job {record.id} already exists")
+
+    def ids_with_status(self, status: JobStatus) -> list[str]:
+        """Ids of all queued or processing jobs (the reaper walks these)."""
+        return sorted(m.decode() for m in self.redis.smembers(self._status_set(status)))
+
+    def active_counts(self, tenant: str) -> tuple[int, int]:
+        """(queued, processing) jobs of `tenant`."""
+        with self.redis.pipeline() as pipe:
+            pipe.scard(self._status_set(JobStatus.QUEUED, tenant))
+            pipe.scard(self._status_set(JobStatus.PROCESSING, tenant))
+            queued, processing = pipe.execute()
+        return int(queued), int(processing)
+
+    def claim(self, job_id: str, worker: str, lease_s: float) -> JobRecord:
+        """queued -> processing for `worker` (attempt + 1), with its lease set in the same transaction."""
+
+        def change(record: JobRecord) -> None:
+            record.status = JobStatus.PROCESSING
+            record.attempts += 1
+            record.worker = worker
+            if record.started_at is None:
+                record.started_at = utcnow()
+
+        def set_lease(pipe: Any, record: JobRecord) -> None:
+            pipe.set(self.lease_key(job_id), lease_token((worker, record.attempts)), px=int(lease_s * 1000))
+
+        return self.update(job_id, change, also=set_lease)
+
+    def renew_lease(self, job_id: str, owner: Owner, lease_s: float) -> bool:
+        """Extend the lease if `owner` still holds it; False if it was lost (expired or reaped)."""
+        renewed = self.redis.eval(
+            RENEW_LEASE, 1, self.lease_key(job_id), lease_token(owner), int(lease_s * 1000)
+        )
+        return bool(renewed)
+
+    def lease_holder(self, job_id: str) -> str | None:
+        raw = self.redis.get(self.lease_key(job_id))
+        return None if raw is None else raw.decode()
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.get(self._key(job_id))
@@ -166,8 +239,19 @@ class JobStore:
         record = self.get(job_id)
         return record if record is not None and record.tenant == tenant else None
 
-    def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
-        """Apply `change` to the current record atomically (retried if another writer got there first)."""
+    def update(
+        self,
+        job_id: str,
+        change: Callable[[JobRecord], None],
+        *,
+        owner: Owner | None = None,
+        also: Callable[[Any, JobRecord], None] | None = None,
+    ) -> JobRecord:
+        """Apply `change` to the current record atomically (retried if another writer got there first).
+
+        With `owner`, the write happens only while the job is still that worker's attempt (else
+        OwnershipLostError); `also` adds commands on the changed record to the same transaction.
+        """
         key = self._key(job_id)
         while True:
             with self.redis.pipeline() as pipe:
@@ -177,6 +261,12 @@ class JobStore:
                     if raw is None:
                         raise JobNotFoundError(job_id)
                     record = JobRecord.model_validate_json(raw)
+                    if owner is not None and (
+                        record.status != JobStatus.PROCESSING or (record.worker, record.attempts) != owner
+                    ):
+                        raise OwnershipLostError(
+                            f"job {job_id} is no longer attempt {owner[1]} of {owner[0]}"
+                        )
                     before = record.status
                     change(record)
                     if record.status != before and record.status not in LEGAL_TRANSITIONS[before]:
@@ -184,12 +274,19 @@ class JobStore:
                     record.updated_at = utcnow()
                     pipe.multi()
                     pipe.set(key, record.model_dump_json(), keepttl=True)
+                    self._index_status(pipe, record, before)
+                    if record.status != JobStatus.PROCESSING and before == JobStatus.PROCESSING:
+                        pipe.delete(self.lease_key(job_id))
+                    if also is not None:
+                        also(pipe, record)
                     pipe.execute()
                     return record
                 except redis.WatchError:
                     continue
 
-    def transition(self, job_id: str, status: JobStatus, **fields: Any) -> JobRecord:
+    def transition(
+        self, job_id: str, status: JobStatus, *, owner: Owner | None = None, **fields: Any
+    ) -> JobRecord:
         """Move to `status` (raises IllegalTransitionError) and set `fields` in the same atomic write."""
 
         def change(record: JobRecord) -> None:
@@ -201,7 +298,7 @@ class JobStore:
             if status in TERMINAL:
                 record.finished_at = utcnow()
 
-        return self.update(job_id, change)
+        return self.update(job_id, change, owner=owner)
 
     def claim_idempotency_key(self, tenant: str, key: str, job_id: str, ttl_s: int) -> str:
         """Bind `key` to `job_id` unless already bound; return the job id the key belongs to."""
@@ -224,7 +321,12 @@ class JobStore:
         """Forget a record (only for a submission that failed before it was queued)."""
         record = self.get(job_id)
         if record is not None:
-            self.redis.zrem(self._tenant_index(record.tenant), job_id)
+            with self.redis.pipeline() as pipe:
+                pipe.zrem(self._tenant_index(record.tenant), job_id)
+                for status in ACTIVE:
+                    pipe.srem(self._status_set(status), job_id)
+                    pipe.srem(self._status_set(status, record.tenant), job_id)
+                pipe.execute()
         self.redis.delete(self._key(job_id))
 
     def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
@@ -276,6 +378,10 @@ class JobStore:
             at_last = sum(1 for _, score in entries if score == last)
             seen_at_max = seen_at_max + at_last if last == max_score else at_last
             max_score = last
+
+
+def lease_token(owner: Owner) -> str:
+    return f"{owner[0]}#{owner[1]}"
 
 
 def encode_cursor(score: float, job_id: str) -> str:

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     tenants_file: Path | None = Field(None, description="JSON list of tenants (e.g. a mounted secret)")
 
     max_upload_bytes: int = Field(2 * GIB, ge=1)
+    tenant_max_queued: int = Field(500, ge=1, description="per-tenant queued jobs before 429")
+    tenant_max_active: int = Field(1000, ge=1, description="per-tenant queued + processing jobs before 429")
+    tenant_retry_after_s: int = Field(30, ge=1)
     idempotency_ttl_s: int = Field(86400, ge=1)
     job_timeout_s: int = Field(3600, ge=1)
     job_record_ttl_s: int = Field(30 * 86400, ge=60)
@@ -96,6 +99,18 @@ class Settings(BaseSettings):
     max_input_frames: int = Field(108_000, ge=1, description="longest input (frames; 1 h at 30 fps)")
     models: list[str] = Field(default_factory=lambda: ["fastvsr-tiny"], min_length=1)
     model_dir: Path | None = Field(None, description="load the default model from this directory instead")
+
+    lease_s: float = Field(30.0, gt=0, description="a worker's hold on a job; renewed every lease_s / 3")
+    max_attempts: int = Field(3, ge=1, description="worker losses a job survives before failing worker_lost")
+    reaper_interval_s: float = Field(5.0, gt=0, description="how often abandoned jobs are looked for")
+    requeue_grace_s: float = Field(
+        30.0, ge=0, description="age before a queued job missing from RQ is re-queued"
+    )
+    storage_retry_budget_s: float = Field(120.0, ge=0, description="how long transfers are retried")
+    redis_retry_budget_s: float = Field(60.0, ge=0, description="how long a worker waits out a Redis outage")
+    shutdown: Literal["requeue", "finish"] = Field(
+        "requeue", description="on SIGTERM: requeue the job at the next chunk, or finish it first"
+    )
 
     device: str = "cpu"
     chunk_frames: int = Field(8, ge=1)

@@ -33,14 +33,20 @@ class Storage(Protocol):
     def publish(self, temp_key: str, key: str) -> None: ...
     def size(self, key: str, bucket: str | None = None) -> int | None: ...
     def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
     def presigned_url(self, key: str, filename: str) -> str | None: ...
     def local_path(self, key: str) -> Path | None: ...
     def ping(self) -> None: ...
 
 
 def temp_key(key: str) -> str:
-    """A unique sibling key under tmp/ for a write that is published later."""
+    """A unique key under tmp/ for a write that is published later."""
     return f"tmp/{uuid.uuid4().hex}/{key.rsplit('/', 1)[-1]}"
+
+
+def attempt_prefix(job_id: str, attempt: int) -> str:
+    """Where one attempt of a job stages its output: deletable as a whole if the attempt is lost."""
+    return f"tmp/{job_id}/{attempt}/"
 
 
 class LocalStorage:
@@ -85,6 +91,13 @@ class LocalStorage:
         path = self._path(key)
         path.unlink(missing_ok=True)
         self._prune(path.parent)
+
+    def delete_prefix(self, prefix: str) -> int:
+        directory = self._path(prefix.rstrip("/"))
+        files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
+        shutil.rmtree(directory, ignore_errors=True)
+        self._prune(directory.parent)
+        return len(files)
 
     def _prune(self, directory: Path) -> None:
         """Remove empty directories up to the root."""
@@ -167,6 +180,16 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self._call(f"delete {key}", self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call(
+            f"list {prefix}", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
+        )
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
 
     def presigned_url(self, key: str, filename: str) -> str | None:
         params = {

@@ -42,9 +42,8 @@ def save_api_key(settings: Settings, key: str) -> None:
 
 
 def start_embedded_worker(services: Services) -> ThreadWorker:
-    name = worker_name()
-    prepare_runtime(services, name)
-    worker = make_worker(services, name, ThreadWorker)
+    runtime = prepare_runtime(services, worker_name())
+    worker = make_worker(services, runtime, ThreadWorker)
     assert isinstance(worker, ThreadWorker)
     thread = threading.Thread(
         target=worker.work, kwargs={"logging_level": "WARNING"}, name="embedded-worker", daemon=True

@@ -1,7 +1,12 @@
-"""One job, start to end: download -> probe -> upscale chunk by chunk -> upload -> publish -> mark -> notify.
+"""One job, start to end: claim -> download -> probe -> upscale chunk by chunk -> upload -> publish ->
+mark -> notify.
 
 `process_job` is the RQ entry point. The job record is authoritative: a job that is no longer `queued`
-when a worker picks it up is skipped, and every outcome is written to the record, never only to RQ.
+when a worker picks it up is skipped. The claim sets a lease that a heartbeat thread renews; every later
+write to the record is fenced by (worker, attempt), so an attempt that lost its lease (its job was
+re-queued by a reaper) can never overwrite the outcome of the attempt that replaced it. Between chunks
+the worker checks the cancel flag, its lease, and whether it was asked to shut down (then it puts the
+job back in the queue). Storage transfers and Redis writes survive outages within their retry budgets.
 """
 
 from __future__ import annotations
@@ -11,16 +16,29 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import redis
 from rq.timeouts import JobTimeoutException
 
-from service.jobs import IllegalTransitionError, JobError, JobOutput, JobRecord, JobStatus
-from service.storage import StorageError, temp_key
+from service.job_queue import enqueue_job, new_rq_job_id
+from service.jobs import (
+    IllegalTransitionError,
+    JobError,
+    JobOutput,
+    JobRecord,
+    JobStatus,
+    Owner,
+    OwnershipLostError,
+)
+from service.storage import StorageError, attempt_prefix
+from worker.leases import Heartbeat, redis_unavailable, storage_unavailable, with_backoff
 from worker.runtime import WorkerRuntime, current_runtime
 from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
 from worker.video_io import VideoError, probe_video
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 VIDEO_ERROR_CODES = {
     "not_found": "invalid_video",
     "not_a_video": "invalid_video",
@@ -32,10 +50,15 @@ VIDEO_ERROR_CODES = {
     "input_too_long": "input_too_long",
 }
 CONTENT_TYPES = {"mp4": "video/mp4", "mkv": "video/x-matroska"}
+SUCCEEDED, REQUEUED, LOST = "succeeded", "requeued", "lost"
 
 
 class JobCanceledError(Exception):
     pass
+
+
+class JobInterruptedError(Exception):
+    """The worker is shutting down: the job goes back to the queue."""
 
 
 def process_job(job_id: str) -> str:
@@ -47,31 +70,55 @@ class JobRunner:
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
         self.services = runtime.services
+        self.settings = runtime.services.settings
         self.store = runtime.services.store
         self.metrics = runtime.services.metrics
 
     def run(self, job_id: str) -> str:
-        record = self.store.get(job_id)
+        record = self._redis(lambda: self.store.get(job_id))
         if record is None or record.status != JobStatus.QUEUED:
             log.info("job %s skipped: %s", job_id, "no record" if record is None else record.status)
             return "skipped"
         try:
-            record = self.store.transition(
-                job_id, JobStatus.PROCESSING, attempts=record.attempts + 1, worker=self.runtime.name
-            )
+            record = self._redis(lambda: self.store.claim(job_id, self.runtime.name, self.settings.lease_s))
         except IllegalTransitionError:
-            return "skipped"  # canceled between the read and the claim
+            return "skipped"  # canceled, or claimed by another worker, between the read and the claim
+        owner: Owner = (self.runtime.name, record.attempts)
+        with Heartbeat(self.store, job_id, owner, self.settings.lease_s) as heartbeat:
+            try:
+                record = self._started(record, owner)
+                status, fields = self._attempt(record, owner, heartbeat)
+                return self._finish(record, owner, status, fields)
+            except JobInterruptedError:
+                return self._requeue(record, owner)
+            except OwnershipLostError:
+                log.warning(
+                    "job %s: attempt %d lost its lease; leaving it to the new attempt", job_id, owner[1]
+                )
+                self.services.janitor.delete(attempt_prefix(job_id, owner[1]))
+                return LOST
+
+    def _started(self, record: JobRecord, owner: Owner) -> JobRecord:
         assert record.started_at is not None
         queue_wait = (record.started_at - record.created_at).total_seconds()
         self.metrics.jobs.labels(status=JobStatus.PROCESSING).inc()
         self.metrics.stage_seconds.labels("queue_wait").observe(queue_wait)
-        record = self.store.update(job_id, lambda r: r.timings.update(queue_wait=round(queue_wait, 4)))
+        record = self._redis(
+            lambda: self.store.update(
+                record.id, lambda r: r.timings.update(queue_wait=round(queue_wait, 4)), owner=owner
+            )
+        )
         self.services.notifier.notify(record, "start")
-        return self._finish(job_id, *self._attempt(record))
+        return record
 
-    def _attempt(self, record: JobRecord) -> tuple[JobStatus, dict[str, object]]:
+    def _attempt(
+        self, record: JobRecord, owner: Owner, heartbeat: Heartbeat
+    ) -> tuple[JobStatus, dict[str, object]]:
+        """Run the job; map every failure to a status and an error code (interruptions propagate)."""
         try:
-            return JobStatus.SUCCEEDED, self._execute(record)
+            return JobStatus.SUCCEEDED, self._execute(record, owner, heartbeat)
+        except (JobInterruptedError, OwnershipLostError):
+            raise
         except JobCanceledError:
             return JobStatus.CANCELED, {}
         except VideoError as exc:
@@ -81,46 +128,93 @@ class JobRunner:
             code = "input_not_found" if exc.code == "not_found" else exc.code
             return JobStatus.FAILED, {"error": JobError(code=code, message=str(exc))}
         except JobTimeoutException as exc:
-            message = f"the job ran longer than {self.services.settings.job_timeout_s} s: {exc}"
+            message = f"the job ran longer than {self.settings.job_timeout_s} s: {exc}"
             return JobStatus.FAILED, {"error": JobError(code="timeout", message=message)}
         except Exception as exc:
             log.exception("job %s crashed", record.id)
             message = f"{type(exc).__name__}: {exc}"
             return JobStatus.FAILED, {"error": JobError(code="internal_error", message=message)}
 
-    def _finish(self, job_id: str, status: JobStatus, fields: dict[str, object]) -> str:
-        record = self.store.transition(job_id, status, **fields)
+    def _finish(self, record: JobRecord, owner: Owner, status: JobStatus, fields: dict[str, object]) -> str:
+        """Clean up, then write the outcome: a client that sees the final status sees no leftovers."""
+        current = self._redis(lambda: self.store.get(record.id))
+        if current is None or (current.worker, current.attempts) != owner:
+            raise OwnershipLostError(record.id)
+        janitor = self.services.janitor
+        janitor.delete(attempt_prefix(record.id, owner[1]))
         if status != JobStatus.SUCCEEDED and record.input.bucket is None:
-            self._delete_quietly(record.input.key)  # failed or canceled: nothing of it is left behind
+            janitor.delete(record.input.key)  # failed or canceled: nothing of it is left behind
+        record = self._redis(lambda: self.store.transition(record.id, status, owner=owner, **fields))
         self.metrics.jobs.labels(status=status).inc()
         self.services.notifier.notify(record, "completed")
-        log.info("job %s %s%s", job_id, status, f" ({record.error.code})" if record.error else "")
+        log.info("job %s %s%s", record.id, status, f" ({record.error.code})" if record.error else "")
         return str(status)
 
-    def _execute(self, record: JobRecord) -> dict[str, object]:
-        settings = self.services.settings
-        work_root = settings.data_dir / "work"
+    def _requeue(self, record: JobRecord, owner: Owner) -> str:
+        """Give the job back (shutdown): this attempt does not count against the job."""
+        rq_job_id = new_rq_job_id(record.id)
+
+        def change(current: JobRecord) -> None:
+            current.status, current.worker, current.rq_job_id = JobStatus.QUEUED, None, rq_job_id
+            current.attempts -= 1
+            current.progress.frames_done = 0
+
+        self._redis(lambda: self.store.update(record.id, change, owner=owner))
+        enqueue_job(self.services.queue, record.id, rq_job_id, self.settings)
+        self.services.janitor.delete(attempt_prefix(record.id, owner[1]))
+        log.warning("job %s: worker shutting down, job re-queued", record.id)
+        return REQUEUED
+
+    def _execute(self, record: JobRecord, owner: Owner, heartbeat: Heartbeat) -> dict[str, object]:
+        storage = self.services.storage
+        work_root = self.settings.data_dir / "work"
         work_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{record.id}-", dir=work_root) as tmp:
             source = Path(tmp) / f"input{Path(record.input.key).suffix}"
             download_s = self._timed(
                 "download",
-                lambda: self.services.storage.download_file(record.input.key, source, record.input.bucket),
+                lambda: self._storage(
+                    lambda: storage.download_file(record.input.key, source, record.input.bucket), "download"
+                ),
             )
-            self._raise_if_canceled(record.id)
+            self._checkpoint(record.id, heartbeat)
             info = probe_video(source)
-            self.store.update(record.id, lambda r: setattr(r.progress, "frames_total", info.frames_estimate))
+            self._redis(
+                lambda: self.store.update(
+                    record.id,
+                    lambda r: setattr(r.progress, "frames_total", info.frames_estimate),
+                    owner=owner,
+                )
+            )
             output = Path(tmp) / f"output.{record.params.container}"
-            result = self._upscale(record, source, output)
+            result = self._upscale(record, owner, heartbeat, source, output)
             output_bytes = output.stat().st_size
-            self._raise_if_canceled(record.id)
+            self._checkpoint(record.id, heartbeat)
             key = f"jobs/{record.tenant}/{record.id}/output.{record.params.container}"
-            upload_s = self._timed("upload", lambda: self._publish(output, key, record.params.container))
+            staging = attempt_prefix(record.id, owner[1]) + key.rsplit("/", 1)[-1]
+            upload_s = self._timed(
+                "upload", lambda: self._publish(output, staging, key, record.params.container)
+            )
         io = {"download": download_s, "upload": upload_s}
         return self._success_fields(record, result, key, output_bytes, io)
 
-    def _upscale(self, record: JobRecord, source: Path, output: Path) -> UpscaleResult:
-        settings = self.services.settings
+    def _checkpoint(self, job_id: str, heartbeat: Heartbeat) -> None:
+        """Between chunks: stop if the lease is gone, the job was canceled, or the worker is stopping."""
+        if heartbeat.lost.is_set():
+            raise OwnershipLostError(job_id)
+        if self.runtime.shutdown_requested.is_set() and self.settings.shutdown == "requeue":
+            raise JobInterruptedError(job_id)
+        try:
+            current = self.store.get(job_id)
+        except redis.RedisError:
+            return  # Redis is away: carry on; the outcome is written when it is back
+        if current is None or current.cancel_requested:
+            raise JobCanceledError(job_id)
+
+    def _upscale(
+        self, record: JobRecord, owner: Owner, heartbeat: Heartbeat, source: Path, output: Path
+    ) -> UpscaleResult:
+        settings = self.settings
         params = record.params
         options = UpscaleOptions(
             scale=params.scale,
@@ -137,26 +231,39 @@ class JobRunner:
 
         def progress(done: int, total: int | None) -> None:
             nonlocal last_write
-            current = self.store.get(record.id)
-            if current is None or current.cancel_requested:
-                raise JobCanceledError(record.id)
-            if time.monotonic() - last_write >= settings.progress_interval_s:
-                last_write = time.monotonic()
-                updated = self.store.update(record.id, lambda r: _set_progress(r, done, total))
-                self.services.notifier.notify(updated, "progress")
+            self._checkpoint(record.id, heartbeat)
+            if time.monotonic() - last_write < settings.progress_interval_s:
+                return
+            last_write = time.monotonic()
+            try:
+                updated = self.store.update(record.id, lambda r: _set_progress(r, done, total), owner=owner)
+            except redis.RedisError:
+                return  # progress is best effort
+            self.services.notifier.notify(updated, "progress")
 
         return upscale_video(source, output, model, options, progress)
 
-    def _publish(self, path: Path, key: str, container: str) -> None:
-        """Upload under a temporary key, then publish: the final key only ever holds a whole file."""
+    def _publish(self, path: Path, staging: str, key: str, container: str) -> None:
+        """Upload under this attempt's staging key, then publish: the final key only ever holds a whole
+        file. A failed upload's staging objects are deleted now, or by the reaper once storage is back."""
         storage = self.services.storage
-        staging = temp_key(key)
         try:
-            storage.put_file(staging, path, CONTENT_TYPES.get(container, "application/octet-stream"))
-            storage.publish(staging, key)
+            content_type = CONTENT_TYPES.get(container, "application/octet-stream")
+            self._storage(lambda: storage.put_file(staging, path, content_type), "upload")
+            self._storage(lambda: storage.publish(staging, key), "publish")
         except BaseException:
-            self._delete_quietly(staging)
+            self.services.janitor.delete(staging)
             raise
+
+    def _storage(self, action: Callable[[], None], what: str) -> None:
+        with_backoff(
+            action, retry_on=storage_unavailable, budget_s=self.settings.storage_retry_budget_s, what=what
+        )
+
+    def _redis(self, action: Callable[[], T]) -> T:
+        return with_backoff(
+            action, retry_on=redis_unavailable, budget_s=self.settings.redis_retry_budget_s, what="redis"
+        )
 
     def _success_fields(
         self, record: JobRecord, result: UpscaleResult, key: str, output_bytes: int, io: dict[str, float]
@@ -203,17 +310,6 @@ class JobRunner:
         seconds = time.perf_counter() - start
         self.metrics.stage_seconds.labels(stage).observe(seconds)
         return seconds
-
-    def _raise_if_canceled(self, job_id: str) -> None:
-        current = self.store.get(job_id)
-        if current is None or current.cancel_requested:
-            raise JobCanceledError(job_id)
-
-    def _delete_quietly(self, key: str) -> None:
-        try:
-            self.services.storage.delete(key)
-        except StorageError as exc:
-            log.warning("could not delete %s: %s", key, exc)
 
 
 def _set_progress(record: JobRecord, done: int, total: int | None) -> None:

@@ -1,7 +1,10 @@
 """`vsr worker`: a non-forking RQ worker that loads the model once and keeps it loaded.
 
-It also serves its own Prometheus metrics and runs a webhook dispatcher thread. SimpleWorker, not the
-forking Worker: a CUDA context cannot cross a fork, and an engine must not be reloaded per job.
+Beside the job loop it serves Prometheus metrics and runs a webhook dispatcher and a reaper thread.
+SimpleWorker, not the forking Worker: a CUDA context cannot cross a fork, and an engine must not be
+reloaded per job. SIGTERM (or SIGINT) asks the current job to go back to the queue at its next chunk
+(`VSR_SHUTDOWN=requeue`, the default) or to finish (`finish`); a second signal stops at once. A Redis
+outage does not end the process: the job loop is restarted once Redis answers again.
 """
 
 from __future__ import annotations
@@ -9,13 +12,17 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
+from types import FrameType
 
+import redis
 from prometheus_client import start_http_server
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
+from service.background import start_background
 from service.container import Services, build_services
 from service.settings import Settings
 from worker.runtime import WorkerRuntime, install_runtime
@@ -24,7 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class VSRWorker(SimpleWorker):
-    """Runs jobs in this process (model stays loaded)."""
+    """Runs jobs in this process (the model stays loaded); tells the running job about a shutdown."""
+
+    runtime: WorkerRuntime | None = None
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.runtime is not None:
+            self.runtime.shutdown_requested.set()
+        super().request_stop(signum, frame)
 
 
 class ThreadWorker(VSRWorker):
@@ -48,30 +62,43 @@ def prepare_runtime(services: Services, name: str) -> WorkerRuntime:
     return runtime
 
 
-def make_worker(services: Services, name: str, cls: type[VSRWorker] = VSRWorker) -> VSRWorker:
-    return cls([services.queue], connection=services.redis, serializer=JSONSerializer, name=name)
+def make_worker(services: Services, runtime: WorkerRuntime, cls: type[VSRWorker] = VSRWorker) -> VSRWorker:
+    worker = cls([services.queue], connection=services.redis, serializer=JSONSerializer, name=runtime.name)
+    worker.runtime = runtime
+    return worker
 
 
-def start_dispatcher(services: Services, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(
-        target=services.outbox.run_forever, args=(stop,), name="webhook-dispatcher", daemon=True
-    )
-    thread.start()
-    return thread
+def wait_for_redis(client: redis.Redis, stop: threading.Event) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            client.ping()
+            return
+        except redis.RedisError as exc:
+            log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    """Serve jobs until SIGTERM/SIGINT (warm shutdown: the current job finishes first)."""
+    """Serve jobs until SIGTERM/SIGINT."""
     services = build_services(settings)
-    name = worker_name()
-    prepare_runtime(services, name)
+    runtime = prepare_runtime(services, worker_name())
     if settings.worker_metrics_port is not None:
         start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=services.metrics.registry)
         log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
     stop = threading.Event()
-    dispatcher = start_dispatcher(services, stop)
+    threads = start_background(services, stop)
     try:
-        make_worker(services, name).work(burst=burst, logging_level="INFO", with_scheduler=False)
+        while not runtime.shutdown_requested.is_set():
+            worker = make_worker(services, runtime)
+            worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
+            if burst or runtime.shutdown_requested.is_set():
+                break
+            log.warning("the job loop ended (Redis lost?); restarting it when Redis answers")
+            wait_for_redis(services.redis, runtime.shutdown_requested)
+            runtime.name = worker_name()  # a fresh RQ worker registration
     finally:
         stop.set()
-        dispatcher.join(5)
+        for thread in threads:
+            thread.join(5)

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 class WorkerRuntime:
     services: Services
     name: str
+    shutdown_requested: threading.Event = field(default_factory=threading.Event)
     _models: dict[str, VSRModel] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

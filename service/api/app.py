@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 
 from service.api import routes_jobs, routes_system
 from service.api.errors import install_error_handlers
+from service.background import start_background
 from service.container import Services, build_services
 from service.job_queue import live_workers, queue_depth
 from service.settings import Settings, load_settings
@@ -20,22 +21,18 @@ log = logging.getLogger(__name__)
 VERSION = "0.2.0"
 
 
-def create_app(services: Services, *, run_webhook_dispatcher: bool = True) -> FastAPI:
-    """The API over `services`. It also runs a webhook dispatcher thread (safe beside others')."""
+def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
+    """The API over `services`. It also runs a webhook dispatcher and a reaper thread (each safe beside
+    the other processes' ones), so webhooks and abandoned jobs are handled even with no worker up."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        dispatcher = None
-        if run_webhook_dispatcher:
-            dispatcher = threading.Thread(
-                target=services.outbox.run_forever, args=(stop,), name="webhook-dispatcher", daemon=True
-            )
-            dispatcher.start()
+        threads = start_background(services, stop) if run_background else []
         yield
         stop.set()
-        if dispatcher is not None:
-            dispatcher.join(5)
+        for thread in threads:
+            thread.join(5)
 
     app = FastAPI(
         title="FastVSR video super-resolution",

@@ -16,7 +16,7 @@ from service.api.errors import ApiError, describe_validation
 from service.api.sniff import sniff_container
 from service.api.uploads import ReceivedUpload, receive_upload
 from service.container import Services
-from service.job_queue import cancel_queued, enqueue_job
+from service.job_queue import cancel_queued, enqueue_job, new_rq_job_id
 from service.jobs import IllegalTransitionError, InputRef, JobParams, JobRecord, JobStatus, new_job_id, utcnow
 from service.tenants import Tenant
 from service.url_safety import UnsafeURLError, check_callback_url
@@ -81,6 +81,20 @@ def _check_params(params: JobParams, services: Services) -> JobParams:
         except UnsafeURLError as exc:
             raise ApiError(422, "invalid_webhook_url", f"webhook_url refused: {exc}") from exc
     return params
+
+
+def _check_tenant_limits(services: Services, tenant: Tenant) -> None:
+    """429 when the tenant already has too many jobs waiting, or in flight (queued + processing)."""
+    settings = services.settings
+    queued, processing = services.store.active_counts(tenant.id)
+    retry = {"Retry-After": str(settings.tenant_retry_after_s)}
+    if queued >= settings.tenant_max_queued:
+        raise ApiError(
+            429, "too_many_jobs", f"{queued} jobs already queued (limit {settings.tenant_max_queued})", retry
+        )
+    if queued + processing >= settings.tenant_max_active:
+        message = f"{queued + processing} jobs already in flight (limit {settings.tenant_max_active})"
+        raise ApiError(429, "too_many_jobs", message, retry)
 
 
 def _replay(services: Services, tenant: Tenant, job_id: str, base: str) -> Response | None:
@@ -198,6 +212,7 @@ def _create(
     idempotency_key: str | None,
 ) -> Response:
     params = _check_params(params, services)
+    _check_tenant_limits(services, tenant)
     job_id = new_job_id()
     if idempotency_key is not None:
         owner = services.store.claim_idempotency_key(
@@ -219,10 +234,16 @@ def _create(
         )
         now = utcnow()
         record = JobRecord(
-            id=job_id, tenant=tenant.id, created_at=now, updated_at=now, params=params, input=input_ref
+            id=job_id,
+            tenant=tenant.id,
+            created_at=now,
+            updated_at=now,
+            params=params,
+            input=input_ref,
+            rq_job_id=new_rq_job_id(job_id),
         )
         services.store.create(record)
-        enqueue_job(services.queue, job_id, services.settings)
+        enqueue_job(services.queue, job_id, record.rq_job_id or "", services.settings)
     except BaseException:
         if idempotency_key is not None:
             services.store.release_idempotency_key(tenant.id, idempotency_key, job_id)
@@ -281,7 +302,7 @@ def cancel_job(job_id: str, services: ServicesDep, tenant: TenantDep, base: Base
     if record.status == JobStatus.QUEUED:
         try:
             record = services.store.transition(job_id, JobStatus.CANCELED)
-            cancel_queued(services.queue, job_id)
+            cancel_queued(services.queue, record.rq_job_id)
             if record.input.bucket is None:
                 services.storage.delete(record.input.key)
             services.metrics.jobs.labels(status=JobStatus.CANCELED).inc()

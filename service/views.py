@@ -38,6 +38,7 @@ class JobView(BaseModel):
     error: JobError | None
     output: OutputView | None
     cancel_requested: bool
+    attempts: int  # worker claims so far (a retry after a lost worker makes it 2, ...)
     urls: JobUrls
 
 
@@ -74,5 +75,6 @@ def job_view(record: JobRecord, base_url: str, storage: Storage | None) -> JobVi
         error=record.error,
         output=output,
         cancel_requested=record.cancel_requested,
+        attempts=record.attempts,
         urls=urls,
     )

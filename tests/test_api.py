@@ -6,6 +6,7 @@ Every refused request is checked for leaving nothing behind: no stored object, n
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,3 +337,37 @@ def test_redis_down_answers_503_not_500(
     finally:
         service.stop()
     assert files_under(tmp_path / "objects") == [] and files_under(tmp_path / "spool") == []
+
+
+def test_per_tenant_queue_limit_answers_429(
+    redis_url: str, tmp_path: Path, tenants: tuple[ApiTenant, ApiTenant], clip: Path
+) -> None:
+    settings = api_settings(redis_url, tmp_path, tenants).model_copy(
+        update={"tenant_max_queued": 2, "tenant_max_active": 3}
+    )
+    service = ServiceThreads(settings, port=free_port()).start()
+    try:
+        acme, globex = tenants
+        assert [submit(service, acme, clip).status_code for _ in range(2)] == [202, 202]
+        limited = submit(service, acme, clip)
+        assert limited.status_code == 429 and error_code(limited) == "too_many_jobs"
+        assert limited.headers["retry-after"] == str(settings.tenant_retry_after_s)
+        assert submit(service, globex, clip).status_code == 202  # limits are per tenant
+        jobs = httpx.get(f"{service.url}/v1/jobs", headers=acme.headers).json()["jobs"]
+        assert len(jobs) == 2
+        httpx.post(jobs[0]["urls"]["cancel"], headers=acme.headers)
+        assert submit(service, acme, clip).status_code == 202  # room again once one left the queue
+    finally:
+        service.stop()
+
+
+def test_queue_payloads_are_json_not_pickle(
+    api: ServiceThreads, tenants: tuple[ApiTenant, ApiTenant], clip: Path
+) -> None:
+    job = submit(api, tenants[0], clip).json()
+    record = api.services.store.get(job["id"])
+    assert record is not None and record.rq_job_id is not None
+    raw = api.services.redis.hget(f"rq:job:{record.rq_job_id}", "data")
+    assert raw is not None
+    payload = json.loads(zlib.decompress(raw))  # RQ compresses; JSON inside, never a pickle
+    assert payload[0] == "worker.job_runner.process_job" and payload[2] == [job["id"]]

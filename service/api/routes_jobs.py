@@ -248,7 +248,7 @@ def _create(
         if idempotency_key is not None:
             services.store.release_idempotency_key(tenant.id, idempotency_key, job_id)
         if input_ref is not None and input_ref.bucket is None:
-            services.storage.delete(input_ref.key)
+            services.janitor.delete(input_ref.key)
         services.store.delete(job_id)
         raise
     services.metrics.jobs.labels(status=JobStatus.QUEUED).inc()
@@ -304,7 +304,7 @@ def cancel_job(job_id: str, services: ServicesDep, tenant: TenantDep, base: Base
             record = services.store.transition(job_id, JobStatus.CANCELED)
             cancel_queued(services.queue, record.rq_job_id)
             if record.input.bucket is None:
-                services.storage.delete(record.input.key)
+                services.janitor.delete(record.input.key)
             services.metrics.jobs.labels(status=JobStatus.CANCELED).inc()
             services.notifier.notify(record, "completed")
         except IllegalTransitionError:  # a worker took it meanwhile: ask it to stop

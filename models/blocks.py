@@ -6,6 +6,10 @@ input frames after t. Normalisation is per frame, so clip length and chunking ne
 Streaming: every `forward` takes an optional `cache` dict. Passing the same dict for consecutive chunks
 of one clip makes the result equal to processing the whole clip at once (causal convs keep their last
 k - 1 input frames under their own `cache_key`). `None` means "this chunk is the whole clip".
+
+Fixed-shape streaming (for exported graphs): when the cache holds `FIRST_CHUNK`, every history entry is
+present from the first chunk on, with a fixed length (zeros before the stream starts), and the flag picks
+first-frame padding on the first chunk. Data decides, not the set of keys, so one graph serves all chunks.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def batch_to_frames(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 StreamCache = dict[str, torch.Tensor]
+FIRST_CHUNK = "stream.first"  # int64 (1,): 1 on a stream's first chunk, else 0 (fixed-shape streaming)
+PAST_FRAMES = "stream.past_frames"  # int64 (1,): real latent frames in fixed-length DiT histories
 
 
 class CausalConv3d(nn.Module):
@@ -44,9 +50,12 @@ class CausalConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         if self.time_pad:
+            start = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
             past = cache.get(self.cache_key) if cache is not None else None
             if past is None:
-                past = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+                past = start
+            elif cache is not None and FIRST_CHUNK in cache:
+                past = torch.where(cache[FIRST_CHUNK] != 0, start, past)
             x = torch.cat([past, x], dim=2)  # (B, C, T + k - 1, H, W)
             if cache is not None:
                 cache[self.cache_key] = x[:, :, -self.time_pad :].detach()

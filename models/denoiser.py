@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import StreamCache
+from models.blocks import PAST_FRAMES, StreamCache
 from models.config import DenoiserConfig
 
 TIMESTEP_FREQUENCIES = 128
@@ -74,13 +74,18 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Linear(dim, 9 * dim)
         self.cache_key = ""  # set by the owning model; streaming keeps the last window - 1 frames here
 
-    def temporal_mask(self, queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    def temporal_mask(
+        self, queries: int, keys: int, device: torch.device, past_frames: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Additive attention bias (1, heads, Q, K) for the last Q of K frames: learned per offset inside
-        the causal window, -inf outside."""
+        the causal window, -inf outside. With `past_frames`, only that many of the K - Q past frames
+        (the latest) are real; the others are padding of a fixed-length history and are masked."""
         key_index = torch.arange(keys, device=device)
         offset = key_index[-queries:, None] - key_index[None, :]  # query frame - key frame
         window = self.time_bias.shape[1]
         inside = (offset >= 0) & (offset < window)
+        if past_frames is not None:
+            inside = inside & (key_index >= keys - queries - past_frames)[None, :]
         bias = self.time_bias[:, offset.clamp(0, window - 1)]  # (heads, T, T)
         return bias.masked_fill(~inside, float("-inf")).unsqueeze(0)
 
@@ -103,7 +108,8 @@ class DiTBlock(nn.Module):
         if cache is not None and self.time_bias.shape[1] > 1:
             history = h if past is None else torch.cat([past, h], dim=1)
             cache[self.cache_key] = history[:, -(self.time_bias.shape[1] - 1) :].detach()
-        h = self.attn_time(h, self.temporal_mask(t, keys, x.device), past)
+        past_frames = cache.get(PAST_FRAMES) if cache is not None else None
+        h = self.attn_time(h, self.temporal_mask(t, keys, x.device, past_frames), past)
         x = x + mods[5] * h.reshape(b, s, t, d).transpose(1, 2)
 
         return x + mods[8] * self.mlp(modulate(self.norm_mlp(x), mods[6], mods[7]))

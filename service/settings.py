@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engines.settings import EngineSettings
 from service.webhooks import DEFAULT_RETRY_SCHEDULE_S
 
 GIB = 1024**3
@@ -113,6 +114,7 @@ class Settings(BaseSettings):
     )
 
     device: str = "cpu"
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     chunk_frames: int = Field(8, ge=1)
     progress_interval_s: float = Field(1.0, ge=0, description="job record / webhook progress throttle")
     worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 CODECS = ("h264", "h265")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")  # as engines.settings.Backend (kept torch-free)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,6 +42,8 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     up.add_argument("--preset", default="medium", help="x264/x265 preset")
     up.add_argument("--chunk-frames", type=int, help="frames per model chunk (memory); default 8")
     up.add_argument("--device", default="cpu", help="cpu or cuda")
+    up.add_argument("--backend", choices=BACKENDS, default="auto", help="inference engine (auto: best here)")
+    up.add_argument("--precision", choices=PRECISIONS, default="auto", help="engine precision")
     up.add_argument("--no-audio", action="store_true", help="do not copy audio streams")
     up.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     up.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -56,7 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     keys = commands.add_parser("keys", help="create an API key and its tenant entry for VSR_TENANTS")
     keys.add_argument("tenant", help="tenant id (a-z, 0-9, '_', '-')")
+    add_export(commands)
     return parser
+
+
+def add_export(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    export = commands.add_parser("export", help="export the model's stages to ONNX or TensorRT engines")
+    export.add_argument("format", choices=("onnx", "trt"), help="onnx files, or TensorRT plans (cached)")
+    export.add_argument("--out", help="output directory (onnx: required; trt: default VSR_ENGINE__CACHE_DIR)")
+    export.add_argument("--model", help="model directory (config.json + model.safetensors + sha256sums.txt)")
+    export.add_argument("--config", default="fastvsr-tiny", help="named model when --model is not given")
+    export.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="graph precision")
+    export.add_argument("--device", default="cuda", help="trt: the GPU to build for")
 
 
 def fail(code: str, message: str) -> NoReturn:
@@ -65,6 +80,7 @@ def fail(code: str, message: str) -> NoReturn:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
+    from engines.base import EngineError
     from models.config import ConfigError
     from models.weights import WeightsError
     from vsr.upscale_command import print_summary, run_upscale, summary
@@ -77,6 +93,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         fail(exc.code, str(exc))
     except (WeightsError, ConfigError) as exc:
         fail("bad_model", str(exc))
+    except EngineError as exc:
+        fail("engine_error", str(exc))
     except KeyboardInterrupt:
         fail("interrupted", "stopped by the user; no output was written")
     info = summary(result, time.perf_counter() - start)
@@ -141,7 +159,28 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"upscale": cmd_upscale, "serve": cmd_serve, "worker": cmd_worker, "keys": cmd_keys}
+def cmd_export(args: argparse.Namespace) -> int:
+    from engines.base import EngineError
+    from models.config import ConfigError
+    from models.weights import WeightsError
+    from vsr.export_command import run_export
+
+    try:
+        run_export(args)
+    except (WeightsError, ConfigError) as exc:
+        fail("bad_model", str(exc))
+    except EngineError as exc:
+        fail("engine_error", str(exc))
+    return 0
+
+
+COMMANDS = {
+    "upscale": cmd_upscale,
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "keys": cmd_keys,
+    "export": cmd_export,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

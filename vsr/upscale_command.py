@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from engines.pipeline import load_engines
+from engines.settings import EngineSettings, ShapeRange
 from models.registry import resolve_model
 from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
 from worker.upscaler import DEFAULT_CHUNK_FRAMES
@@ -26,6 +28,8 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
     options.validate(Path(args.output))  # fail on bad options before loading anything
     loaded = resolve_model(args.model, args.config)
     print(f"model: {loaded.description}", file=sys.stderr)
+    engines = load_engines(loaded.model, engine_settings(args.backend, args.precision, options), args.device)
+    print(f"engines: {engines.description}", file=sys.stderr)
     with tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
 
         def progress(done: int, expected: int | None) -> None:
@@ -33,7 +37,17 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
                 bar.total = max(expected, done)
             bar.update(done - bar.n)
 
-        return upscale_video(args.input, args.output, loaded.model, options, progress)
+        try:
+            return upscale_video(args.input, args.output, engines, options, progress)
+        finally:
+            engines.close()
+
+
+def engine_settings(backend: str, precision: str, options: UpscaleOptions) -> EngineSettings:
+    """Settings for a local run: the profile's frame range covers this run's first chunk."""
+    first_chunk = options.chunk_frames + 8  # + up to one temporal-compression group of padding
+    frames = ShapeRange(min=1, opt=options.chunk_frames + 1, max=max(17, first_chunk))
+    return EngineSettings(backend=backend, precision=precision, frames=frames)  # type: ignore[arg-type]
 
 
 def summary(result: UpscaleResult, wall: float) -> dict[str, object]:

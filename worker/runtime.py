@@ -6,8 +6,9 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from engines.base import EngineError
+from engines.pipeline import EngineSet, load_engines
 from models.registry import resolve_model
-from models.sr_model import VSRModel
 from service.container import Services
 
 log = logging.getLogger(__name__)
@@ -18,18 +19,27 @@ class WorkerRuntime:
     services: Services
     name: str
     shutdown_requested: threading.Event = field(default_factory=threading.Event)
-    _models: dict[str, VSRModel] = field(default_factory=dict)
+    _models: dict[str, EngineSet] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def model(self, name: str) -> VSRModel:
-        """The named model, loaded on first use and kept on the configured device."""
+    def model(self, name: str) -> EngineSet:
+        """The named model's engines (settings.engine picks the backend), loaded once on first use.
+
+        Raises `EngineError` when they cannot load (e.g. a TensorRT plan that does not deserialize): the
+        worker loads its default model before serving, so it refuses to start.
+        """
         with self._lock:
             if name not in self._models:
                 settings = self.services.settings
                 model_dir = settings.model_dir if name == settings.default_model else None
                 loaded = resolve_model(model_dir, name)
-                log.info("loaded model %s: %s", name, loaded.description)
-                self._models[name] = loaded.model.to(settings.device).eval()
+                try:
+                    engines = load_engines(loaded.model, settings.engine, settings.device)
+                except EngineError:
+                    log.error("model %s: its engines cannot load; refusing to serve it", name)
+                    raise
+                log.info("loaded model %s: %s; engines: %s", name, loaded.description, engines.description)
+                self._models[name] = engines
             return self._models[name]
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engines.base import ShapeOutOfProfileError
+from engines.pipeline import EngineSet
 from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
 from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
@@ -90,7 +92,7 @@ def check_input_limits(info: VideoInfo, options: UpscaleOptions) -> None:
 def upscale_video(
     source: str | Path,
     output: str | Path,
-    model: VSRModel,
+    model: VSRModel | EngineSet,
     options: UpscaleOptions | None = None,
     progress: ProgressCallback | None = None,
 ) -> UpscaleResult:
@@ -105,9 +107,11 @@ def upscale_video(
     info = probe_video(source)
     check_input_limits(info, options)
     width, height = info.width * OUTPUT_SCALE, info.height * OUTPUT_SCALE
-    upscaler = ClipUpscaler(
-        model.to(options.device), chunk_frames=options.chunk_frames, device=options.device
-    )
+    upscaler = ClipUpscaler(model, chunk_frames=options.chunk_frames, device=options.device)
+    try:
+        upscaler.check_frame_size(info.height, info.width)
+    except ShapeOutOfProfileError as exc:
+        raise VideoError("input_too_large", str(exc)) from exc
     stats = UpscaleStats()
     frames = iter_frames(source, options.max_input_frames)
     pts_queue: deque[int | None] = deque()  # input timestamps, kept for the output frames

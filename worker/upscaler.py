@@ -1,8 +1,10 @@
-"""Run a `VSRModel` over a stream of frames, chunk by chunk, with constant memory.
+"""Run a model's engines over a stream of frames, chunk by chunk, with constant memory.
 
 Chunks share a streaming cache, so the output equals whole-clip processing (the model is causal in
-time). Frames of any size are padded (replicate, bottom/right) to the model's multiple and cropped back;
-a clip whose length does not fit the temporal layout is padded with copies of its last frame.
+time). The stages run through an `EngineSet` (torch, ONNX Runtime or TensorRT); a bare `VSRModel` runs
+through torch fp32 engines with no shape bounds. Frames of any size are padded (replicate, bottom/right)
+to the model's multiple and cropped back; a clip whose length does not fit the temporal layout is padded
+with copies of its last frame.
 No I/O here: frames in, frames out.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.blocks import StreamCache
+from engines.pipeline import EngineSet, StreamState, torch_engines
 from models.config import OUTPUT_SCALE, VSRConfig
 from models.macs import MacCount, count_macs
 from models.sr_model import VSRModel
@@ -55,34 +57,46 @@ class ClipUpscaler:
     """Upscales one clip at a time; create once per model and reuse."""
 
     def __init__(
-        self, model: VSRModel, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES, device: str | torch.device = "cpu"
+        self,
+        model: VSRModel | EngineSet,
+        *,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        device: str | torch.device = "cpu",
     ) -> None:
+        """`device` applies to a bare `VSRModel`; an `EngineSet` runs where its engines were loaded."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        self.model = model.eval()
-        self.config = model.config
+        self.engines = model if isinstance(model, EngineSet) else torch_engines(model, device)
+        self.config = self.engines.config
         tc = self.config.vae.temporal_compression
         self.chunk_frames = padded_size(chunk_frames, tc)  # a whole number of latent frames
-        self.device = torch.device(device)
+        self.device = self.engines.device
+
+    def check_frame_size(self, height: int, width: int) -> None:
+        """Raise `ShapeOutOfProfileError` if frames of this size (or a first chunk) fall outside the
+        engines' profile, before any work is done."""
+        multiple, tc = self.config.lr_multiple, self.config.vae.temporal_compression
+        shape = (1, 3, self.chunk_frames + tc, padded_size(height, multiple), padded_size(width, multiple))
+        self.engines.engines["encoder"].io.profile.check("encoder", "lr", shape)
 
     def upscale(
         self, frames: Iterable[np.ndarray], stats: UpscaleStats | None = None
     ) -> Iterator[np.ndarray]:
         """Yield one (4H, 4W, 3) uint8 frame per (H, W, 3) uint8 input frame, in order."""
         stats = stats if stats is not None else UpscaleStats()
-        cache: StreamCache = {}
+        stream = self.engines.new_stream()
         buffer: list[np.ndarray] = []
         first = True
         for frame in frames:
             buffer.append(frame)
             if len(buffer) == self.chunk_frames + (1 if first else 0):
-                yield from self._run_chunk(buffer, first, cache, stats)
+                yield from self._run_chunk(buffer, first, stream, stats)
                 buffer, first = [], False
         if buffer:
-            yield from self._run_chunk(buffer, first, cache, stats)
+            yield from self._run_chunk(buffer, first, stream, stats)
 
     def _run_chunk(
-        self, frames: list[np.ndarray], first: bool, cache: StreamCache, stats: UpscaleStats
+        self, frames: list[np.ndarray], first: bool, stream: StreamState, stats: UpscaleStats
     ) -> Iterator[np.ndarray]:
         real = len(frames)
         tc = self.config.vae.temporal_compression
@@ -91,9 +105,7 @@ class ClipUpscaler:
         height, width = frames[0].shape[:2]
         clip = self._to_tensor(frames)  # (1, 3, T, H', W')
         with torch.inference_mode():
-            latent = self._timed(stats, "encode", self.model.encode, clip, cache)
-            latent = self._timed(stats, "denoise", self.model.denoise, latent, cache)
-            video = self._timed(stats, "decode", self.model.decode, latent, clip, cache)
+            video = self.engines.upscale_chunk(clip, stream, lambda stage, fn: self._timed(stats, stage, fn))
         stats.add_macs(_chunk_macs(self.config, length, clip.shape[-2], clip.shape[-1], first))
         stats.frames += real
         out = video[0, :, :real, : height * OUTPUT_SCALE, : width * OUTPUT_SCALE]

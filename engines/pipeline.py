@@ -138,6 +138,12 @@ def load_engines(model: VSRModel, settings: EngineSettings, device: str | torch.
     model = model.to(device).eval()
     backend = resolve_backend(settings, device)
     precision = resolve_precision(settings, backend, device)
+    if backend == "tensorrt":
+        from engines.trt_engine import import_tensorrt
+
+        import_tensorrt()
+        if device.type != "cuda":
+            raise EngineUnavailableError(f"TensorRT needs a CUDA device, got {device}")
     layout = probe_layout(model)
     engines: dict[Component, Engine] = {}
     for component in COMPONENTS:

@@ -5,10 +5,11 @@ Imports nothing heavy (no torch): the API process builds these as part of its se
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 Backend = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 PrecisionSetting = Literal["auto", "fp32", "bf16", "fp16"]
@@ -29,6 +30,22 @@ class ShapeRange(BaseModel):
         return self
 
 
+def _fill_range(default: tuple[int, int, int], value: Any) -> Any:
+    """Complete a partial range from the environment (VSR_ENGINE__FRAMES__MAX=33) with the defaults."""
+    if isinstance(value, dict):
+        return dict(zip(("min", "opt", "max"), default, strict=True)) | value
+    return value
+
+
+def _range(low: int, opt: int, high: int) -> Any:
+    return Annotated[ShapeRange, BeforeValidator(partial(_fill_range, (low, opt, high)))]
+
+
+FramesRange = _range(1, 9, 17)
+HeightRange = _range(8, 180, 1088)
+WidthRange = _range(8, 320, 1920)
+
+
 class EngineSettings(BaseModel):
     """How the worker runs the model's three stages (encoder, denoiser, decoder).
 
@@ -45,9 +62,9 @@ class EngineSettings(BaseModel):
     threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None: its default")
     cache_dir: Path = Field(DEFAULT_CACHE_DIR, description="TensorRT engines and timing cache")
     workspace_gib: float = Field(4.0, gt=0, description="TensorRT builder workspace limit")
-    frames: ShapeRange = Field(default_factory=lambda: ShapeRange(min=1, opt=9, max=17))
-    height: ShapeRange = Field(default_factory=lambda: ShapeRange(min=8, opt=180, max=1088))
-    width: ShapeRange = Field(default_factory=lambda: ShapeRange(min=8, opt=320, max=1920))
+    frames: FramesRange = Field(default_factory=dict, validate_default=True)
+    height: HeightRange = Field(default_factory=dict, validate_default=True)
+    width: WidthRange = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> EngineSettings:

@@ -12,8 +12,15 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 } > "$out/environment.txt" 2>&1
-"$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.txt" 2>&1
+# GPU tests: CUDA vs CPU, the engine contract on every CUDA backend (torch fp32/bf16/fp16, compiled with
+# CUDA graphs, ORT CUDA and TensorRT where installed), bf16/fp16 parity with CPU fp32. Budget: 3.5 min.
+timeout 210 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_engines_contract.py \
+  > "$out/gpu_tests.txt" 2>&1
 echo "gpu tests rc=$?" >> "$out/gpu_tests.txt"
+# Engine benchmark (torch fp32 eager vs bf16 compiled, ORT/TensorRT where present); JSON after each size.
+timeout 170 "$py" -m bench.engines --device cuda --frames 8 --repeats 10 --threads 16 \
+  --out "$out/gpu_engines.json" > "$out/gpu_engines.txt" 2>&1
+echo "engines bench rc=$?" >> "$out/gpu_engines.txt"
 for dtype in float32 bfloat16; do
   "$py" -m bench.fastvsr_vs_baseline --device cuda --dtype "$dtype" --frames 33 --repeats 5 --threads 16 \
     --out "$out/fastvsr_vs_baseline_$dtype.json" > "$out/fastvsr_vs_baseline_$dtype.txt" 2>&1

@@ -23,7 +23,15 @@ import numpy as np
 import onnx
 import torch
 
-from engines.layout import COMPONENTS, ChunkSize, Component, StreamLayout, past_name, present_name
+from engines.layout import (
+    COMPONENTS,
+    ChunkSize,
+    Component,
+    StreamLayout,
+    past_name,
+    present_name,
+    sample_inputs,
+)
 from engines.precision import Precision, convert_to_fp16
 from engines.stages import Stage
 from models.sr_model import VSRModel
@@ -69,23 +77,6 @@ def dynamic_axes(layout: StreamLayout, component: Component) -> dict[str, dict[i
             dims = {0: "batch", 3: _scale_name("height", entry.scale), 4: _scale_name("width", entry.scale)}
         result[past_name(entry.key)] = result[present_name(entry.key)] = dims
     return result
-
-
-def sample_inputs(
-    layout: StreamLayout, component: Component, size: ChunkSize, *, first: bool, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    """Random inputs of one chunk (caches included) for tracing and checks."""
-    generator = torch.Generator().manual_seed(seed)
-    shapes = layout.shapes(component, size)
-    inputs = {}
-    for name, dtype in layout.input_dtypes(component).items():
-        if name == "first":
-            inputs[name] = torch.tensor([int(first)])
-        elif name == "past_frames":
-            inputs[name] = torch.tensor([0 if first else layout.history_frames])
-        else:
-            inputs[name] = torch.rand(shapes[name], generator=generator, dtype=dtype)
-    return inputs
 
 
 def trace_size(layout: StreamLayout) -> ChunkSize:

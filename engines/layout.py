@@ -131,6 +131,23 @@ class StreamLayout:
         return {past_name(e.key): torch.zeros(e.shape(size), device=device) for e in self.entries(component)}
 
 
+def sample_inputs(
+    layout: StreamLayout, component: Component, size: ChunkSize, *, first: bool, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Random inputs of one chunk (caches included) for tracing and checks."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = layout.shapes(component, size)
+    inputs = {}
+    for name, dtype in layout.input_dtypes(component).items():
+        if name == "first":
+            inputs[name] = torch.tensor([int(first)])
+        elif name == "past_frames":
+            inputs[name] = torch.tensor([0 if first else layout.history_frames])
+        else:
+            inputs[name] = torch.rand(shapes[name], generator=generator, dtype=dtype)
+    return inputs
+
+
 def probe_layout(model: VSRModel) -> StreamLayout:
     """Run one tiny first chunk through `model` with a dict cache and read every history's shape."""
     config = model.config

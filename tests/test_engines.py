@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from engines.base import EngineUnavailableError, ShapeProfile
 from engines.cache import EngineKey
-from engines.export import ONNX_OPSET, export_stage, ort_outputs, sample_inputs
-from engines.layout import ChunkSize, probe_layout
+from engines.export import ONNX_OPSET, export_stage, ort_outputs
+from engines.layout import ChunkSize, probe_layout, sample_inputs
 from engines.pipeline import load_engines, resolve_backend, resolve_precision
 from engines.precision import FP32_OPS, convert_to_fp16
 from engines.profiles import stage_profile

@@ -7,6 +7,7 @@ shapes outside the profile are refused with a clear error.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,8 +15,7 @@ import pytest
 import torch
 
 from engines.base import EngineError, ShapeOutOfProfileError
-from engines.export import sample_inputs
-from engines.layout import COMPONENTS, ChunkSize
+from engines.layout import COMPONENTS, ChunkSize, sample_inputs
 from engines.ort_engine import cuda_provider_available
 from engines.pipeline import EngineSet, load_engines
 from engines.settings import EngineSettings, ShapeRange
@@ -26,6 +26,7 @@ from models.sr_model import VSRModel
 from tests.conftest import tiny_model
 
 CUDA = torch.cuda.is_available()
+ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
 needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")]
 
 
@@ -45,7 +46,11 @@ class Backend:
 
 BACKENDS = [
     pytest.param(Backend("torch", "cpu", "fp32"), id="torch-cpu-fp32"),
-    pytest.param(Backend("onnxruntime", "cpu", "fp32"), id="onnxruntime-cpu-fp32"),
+    pytest.param(
+        Backend("onnxruntime", "cpu", "fp32"),
+        marks=pytest.mark.skipif(not ONNX, reason="onnx/onnxruntime not installed"),
+        id="onnxruntime-cpu-fp32",
+    ),
     pytest.param(Backend("torch", "cuda", "fp32"), marks=needs_cuda, id="torch-cuda-fp32"),
     pytest.param(Backend("torch", "cuda", "bf16"), marks=needs_cuda, id="torch-cuda-bf16"),
     pytest.param(Backend("torch", "cuda", "fp16"), marks=needs_cuda, id="torch-cuda-fp16"),
@@ -56,7 +61,7 @@ BACKENDS = [
     ),
     pytest.param(
         Backend("onnxruntime", "cuda", "fp16"),
-        marks=[*needs_cuda, pytest.mark.skipif(not cuda_provider_available(), reason="no ORT CUDA EP")],
+        marks=[*needs_cuda, pytest.mark.skipif(not (ONNX and cuda_provider_available()), reason="no ORT EP")],
         id="onnxruntime-cuda-fp16",
     ),
     pytest.param(

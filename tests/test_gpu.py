@@ -24,3 +24,22 @@ def test_cuda_matches_cpu_and_streams() -> None:
     gpu = np.stack(list(ClipUpscaler(gpu_model, chunk_frames=4, device="cuda").upscale(clip)))
     assert gpu.shape == cpu.shape == (13, 144, 240, 3)
     assert np.abs(gpu.astype(int) - cpu.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_low_precision_engines_match_cpu_fp32(precision: str) -> None:
+    """Whole upscaled frames from torch CUDA autocast engines vs the CPU fp32 path (uint8 levels)."""
+    from engines.pipeline import load_engines
+    from engines.settings import EngineSettings
+
+    rng = np.random.default_rng(1)
+    clip = [rng.integers(0, 256, (36, 60, 3), dtype=np.uint8) for _ in range(13)]
+    cpu = np.stack(
+        list(ClipUpscaler(tiny_model("fastvsr", temporal_compression=4), chunk_frames=4).upscale(clip))
+    )
+    settings = EngineSettings(backend="torch", precision=precision)  # type: ignore[arg-type]
+    engines = load_engines(tiny_model("fastvsr", temporal_compression=4), settings, "cuda")
+    gpu = np.stack(list(ClipUpscaler(engines, chunk_frames=4).upscale(clip)))
+    difference = np.abs(gpu.astype(int) - cpu.astype(int))
+    assert gpu.shape == cpu.shape == (13, 144, 240, 3)
+    assert difference.mean() < 1.0 and difference.max() <= 16, (difference.mean(), difference.max())

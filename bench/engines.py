@@ -1,0 +1,219 @@
+"""Per-frame latency of each stage and of the whole pipeline, on every engine backend available here.
+
+FastVSR and the baseline, at 180p -> 720p and 360p -> 1440p, measured side by side in one run: every
+repeat runs one streaming chunk on each (pipeline, backend) in turn, so machine noise hits all alike.
+Each stream first runs an untimed first chunk (and, for compiled engines, a second one), then times
+`--repeats` continuing chunks of `--frames` LR frames; the median per stage is divided by the frames.
+
+    python -m bench.engines                                   # CPU: torch eager vs ONNX Runtime
+    python -m bench.engines --device cuda --frames 8 --repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from engines.ort_engine import cuda_provider_available
+from engines.pipeline import STAGE_OF, EngineSet, load_engines
+from engines.settings import EngineSettings, ShapeRange
+from engines.trt_engine import tensorrt_available
+from models.config import load_named_config
+from models.sr_model import VSRModel
+from worker.upscaler import padded_size
+
+T = TypeVar("T")
+SIZES = {"180p": (180, 320), "360p": (360, 640)}
+PIPELINES = ("fastvsr", "baseline")
+STAGES = tuple(STAGE_OF.values())
+TARGETS = {"onnxruntime_vs_torch_cpu": 1.5, "bf16_compiled_vs_fp32_eager": 3.0, "fastvsr_vs_baseline": 3.9}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    backend: str
+    precision: str
+    compile: bool = False
+
+
+def variants(device: str) -> list[Variant]:
+    if device == "cpu":
+        return [
+            Variant("torch-fp32-eager", "torch", "fp32"),
+            Variant("onnxruntime-fp32", "onnxruntime", "fp32"),
+        ]
+    found = [
+        Variant("torch-fp32-eager", "torch", "fp32"),
+        Variant("torch-bf16-compiled", "torch", "bf16", compile=True),
+    ]
+    if cuda_provider_available():
+        found.append(Variant("onnxruntime-fp16", "onnxruntime", "fp16"))
+    if tensorrt_available():
+        found.append(Variant("tensorrt-fp16", "tensorrt", "fp16"))
+    return found
+
+
+def synchronized(device: torch.device) -> Callable[[], None]:
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+class StageClock:
+    """A `StageTimer` that records wall seconds per stage (synchronizing CUDA around each)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sync = synchronized(device)
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, stage: str, fn: Callable[[], T]) -> T:
+        self.sync()
+        start = time.perf_counter()
+        out = fn()
+        self.sync()
+        self.seconds[stage] = time.perf_counter() - start
+        return out
+
+
+def engine_settings(variant: Variant, threads: int, frames: int, tc: int) -> EngineSettings:
+    heights, widths = [s[0] for s in SIZES.values()], [s[1] for s in SIZES.values()]
+    return EngineSettings(
+        backend=variant.backend,  # type: ignore[arg-type]
+        precision=variant.precision,  # type: ignore[arg-type]
+        compile=variant.compile,
+        threads=threads,
+        frames=ShapeRange(min=1, opt=frames, max=frames + tc),
+        height=ShapeRange(min=min(heights), opt=max(heights), max=max(heights)),
+        width=ShapeRange(min=min(widths), opt=max(widths), max=max(widths)),
+    )
+
+
+def run(
+    config_name: str,
+    device_name: str,
+    frames: int,
+    repeats: int,
+    threads: int,
+    on_size: Callable[[dict[str, Any]], None] = lambda report: None,
+) -> dict[str, Any]:
+    """Measure every size; `on_size` sees the report after each (partial results survive a timeout)."""
+    device = torch.device(device_name)
+    base = load_named_config(config_name)
+    tc = base.vae.temporal_compression
+    frames = padded_size(frames, tc)
+    report: dict[str, Any] = {
+        "device": "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "threads": threads,
+        "config": config_name,
+        "frames_per_chunk": frames,
+        "repeats": repeats,
+        "ms_per_frame": {},
+    }
+    for size_name, (height, width) in SIZES.items():
+        runs: dict[tuple[str, str], tuple[EngineSet, Any, torch.Tensor]] = {}
+        samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for pipeline in PIPELINES:
+            config = base.with_pipeline(pipeline)  # type: ignore[arg-type]
+            m = config.lr_multiple
+            lr = torch.rand(1, 3, frames, padded_size(height, m), padded_size(width, m), device=device)
+            for variant in variants(device_name):
+                torch.manual_seed(0)
+                model = VSRModel(config).eval()
+                engines = load_engines(model, engine_settings(variant, threads, frames, tc), device)
+                stream = engines.new_stream()
+                with torch.inference_mode():
+                    warmups = 3 if variant.compile else 1
+                    first = torch.cat([lr[:, :, :1], lr], dim=2)[:, :, : frames + 1]
+                    engines.upscale_chunk(first, stream)
+                    for _ in range(warmups - 1):
+                        engines.upscale_chunk(lr, stream)
+                runs[(pipeline, variant.name)] = (engines, stream, lr)
+                samples[(pipeline, variant.name)] = []
+        for _ in range(repeats):
+            for key, (engines, stream, lr) in runs.items():
+                clock = StageClock(device)
+                with torch.inference_mode():
+                    engines.upscale_chunk(lr, stream, clock)
+                samples[key].append(clock.seconds)
+        table: dict[str, dict[str, dict[str, float]]] = {p: {} for p in PIPELINES}
+        for (pipeline, variant_name), seconds in samples.items():
+            medians = {s: statistics.median(x[s] for x in seconds) * 1000 / frames for s in STAGES}
+            totals = [sum(x.values()) * 1000 / frames for x in seconds]
+            table[pipeline][variant_name] = medians | {"total": statistics.median(totals)}
+        report["ms_per_frame"][size_name] = table
+        for engines, _, _ in runs.values():
+            engines.close()
+        report["ratios"] = ratios(report["ms_per_frame"])
+        report["targets"] = TARGETS
+        on_size(report)
+    return report
+
+
+def ratios(table: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, float]]:
+    """Speed-ups (slower total / faster total) per size, pipeline and backend."""
+    result: dict[str, dict[str, float]] = {}
+    for size, by_pipeline in table.items():
+        entry = result.setdefault(size, {})
+        for pipeline, by_variant in by_pipeline.items():
+            total = {name: value["total"] for name, value in by_variant.items()}
+            if {"torch-fp32-eager", "onnxruntime-fp32"} <= set(total):
+                entry[f"onnxruntime_vs_torch_cpu.{pipeline}"] = (
+                    total["torch-fp32-eager"] / total["onnxruntime-fp32"]
+                )
+            if {"torch-fp32-eager", "torch-bf16-compiled"} <= set(total):
+                entry[f"bf16_compiled_vs_fp32_eager.{pipeline}"] = (
+                    total["torch-fp32-eager"] / total["torch-bf16-compiled"]
+                )
+        for variant in by_pipeline["fastvsr"]:
+            fast, slow = by_pipeline["fastvsr"][variant]["total"], by_pipeline["baseline"][variant]["total"]
+            entry[f"fastvsr_vs_baseline.{variant}"] = slow / fast
+    return result
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"{report['device']}, torch {report['torch']}, {report['threads']} threads, "
+        f"{report['frames_per_chunk']} frames/chunk, median of {report['repeats']} chunks (ms per frame)"
+    )
+    for size, by_pipeline in report["ms_per_frame"].items():
+        for pipeline, by_variant in by_pipeline.items():
+            for variant, ms in by_variant.items():
+                stages = "  ".join(f"{s} {ms[s]:8.1f}" for s in STAGES)
+                print(f"{size} {pipeline:8s} {variant:20s} {stages}  total {ms['total']:8.1f}")
+    for size, entries in report["ratios"].items():
+        for name, value in entries.items():
+            target = TARGETS[name.split(".")[0]]
+            print(f"{size} {name:45s} {value:5.2f}x  (target {target}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="fastvsr-tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=2, help="LR frames per timed chunk")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    def save(report: dict[str, Any]) -> None:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print_report(run(args.config, args.device, args.frames, args.repeats, args.threads, save))
+
+
+if __name__ == "__main__":
+    main()

@@ -102,6 +102,7 @@ def run(
     repeats: int,
     threads: int,
     on_size: Callable[[dict[str, Any]], None] = lambda report: None,
+    sizes: tuple[str, ...] = tuple(SIZES),
 ) -> dict[str, Any]:
     """Measure every size; `on_size` sees the report after each (partial results survive a timeout)."""
     device = torch.device(device_name)
@@ -115,9 +116,14 @@ def run(
         "config": config_name,
         "frames_per_chunk": frames,
         "repeats": repeats,
+        "sizes": {
+            name: f"{SIZES[name][0]}x{SIZES[name][1]} -> {4 * SIZES[name][0]}x{4 * SIZES[name][1]}"
+            for name in sizes
+        },
         "ms_per_frame": {},
     }
-    for size_name, (height, width) in SIZES.items():
+    for size_name in sizes:
+        height, width = SIZES[size_name]
         runs: dict[tuple[str, str], tuple[EngineSet, Any, torch.Tensor]] = {}
         samples: dict[tuple[str, str], list[dict[str, float]]] = {}
         for pipeline in PIPELINES:
@@ -203,6 +209,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2, help="LR frames per timed chunk")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, from " + ", ".join(SIZES))
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -212,7 +219,8 @@ def main() -> None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print_report(run(args.config, args.device, args.frames, args.repeats, args.threads, save))
+    sizes = tuple(args.sizes.split(","))
+    print_report(run(args.config, args.device, args.frames, args.repeats, args.threads, save, sizes))
 
 
 if __name__ == "__main__":

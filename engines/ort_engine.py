@@ -52,6 +52,7 @@ class OnnxRuntimeEngine(Engine):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # the arena keeps each stage's peak (GBs at 720p) for good
         if threads is not None:
             options.intra_op_num_threads = threads
         if device.type == "cuda":

@@ -38,4 +38,5 @@ class Stage(nn.Module):
         else:
             denoised, lr, cache[FIRST_CHUNK] = inputs[:3]
             out = self.model.decode(denoised, lr, cache)
-        return tuple(t.float() for t in (out, *(cache[k] for k in self.keys)))
+        outputs = (out, *(cache[k] for k in self.keys))
+        return tuple(t if t.dtype == torch.float32 else t.float() for t in outputs)  # no Cast in fp32 graphs

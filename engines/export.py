@@ -10,6 +10,7 @@ stage in ONNX Runtime on a shape other than the traced one.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -86,8 +87,12 @@ def trace_size(layout: StreamLayout) -> ChunkSize:
 
 
 def export_stage(model: VSRModel, layout: StreamLayout, component: Component) -> onnx.ModelProto:
-    """Export one stage of `model` (fp32) as an ONNX model held in memory."""
-    stage = Stage(model, layout, component).eval()
+    """Export one stage of `model` (fp32) as an ONNX model held in memory.
+
+    Traced from a CPU copy wherever the model lives, so the bytes (and TensorRT cache keys) do not depend
+    on the device.
+    """
+    stage = Stage(copy.deepcopy(model).cpu(), layout, component).eval()
     inputs = sample_inputs(layout, component, trace_size(layout), first=False)
     buffer = io.BytesIO()
     torch.onnx.register_custom_op_symbolic("aten::group_norm", _group_norm_symbolic, _TRACE_OPSET)

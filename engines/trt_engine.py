@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def cached_plan(
         log.info("building TensorRT engine %s (key %s)", path.name, key.digest[:12])
         plan = build_plan(onnx_bytes, profile, key.timing_cache_path(cache_dir), workspace_gib)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # workers may build the same plan at once
         partial.write_bytes(plan)
         partial.replace(path)  # a crash never leaves a truncated plan under the final name
         path.with_suffix(".json").write_text(json.dumps(key.metadata(), indent=2) + "\n")

@@ -262,3 +262,14 @@ def test_vsr_export_trt_without_tensorrt_fails_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "engine_error: TensorRT is not installed" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_is_byte_identical_for_the_same_weights() -> None:
+    """TensorRT cache keys hash the ONNX bytes: the same model must export the same bytes every time."""
+    first, second = tiny_model("fastvsr"), tiny_model("fastvsr")
+    layout = probe_layout(first)
+    a = export_stage(first, layout, "denoiser").SerializeToString()
+    assert a == export_stage(second, layout, "denoiser").SerializeToString()
+    with torch.no_grad():
+        second.denoiser.patch_in.bias.add_(1.0)
+    assert a != export_stage(second, layout, "denoiser").SerializeToString()

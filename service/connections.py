@@ -16,12 +16,20 @@ def _embedded_server() -> object:
     return fakeredis.FakeServer()
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """A client for the configured Redis; every client in embedded mode shares one in-process server."""
+def redis_client(settings: Settings, *, blocking: bool = False) -> redis.Redis:
+    """A client for the configured Redis; every client in embedded mode shares one in-process server.
+
+    Requests time out after 10 s so the API answers 503 instead of hanging; `blocking` clients (an RQ
+    worker's, which waits minutes in BLPOP for the next job) have no read timeout.
+    """
     if settings.redis_url is None:
         import fakeredis
 
         return fakeredis.FakeRedis(server=_embedded_server())
     return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=None if blocking else 10,
+        socket_keepalive=True,
+        health_check_interval=30,
     )

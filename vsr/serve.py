@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 import uvicorn
@@ -17,7 +18,9 @@ from service.container import Services, build_services
 from service.settings import Settings, TenantConfig
 from service.tenants import generate_api_key, hash_api_key
 from service.webhook_signing import generate_secret
-from worker.rq_worker import ThreadWorker, make_worker, prepare_runtime, worker_name
+
+if TYPE_CHECKING:
+    from worker.rq_worker import ThreadWorker
 
 log = logging.getLogger(__name__)
 LOCAL_TENANT = "local"
@@ -42,6 +45,9 @@ def save_api_key(settings: Settings, key: str) -> None:
 
 
 def start_embedded_worker(services: Services) -> ThreadWorker:
+    """One worker thread in this process (embedded mode only: the API alone never imports torch)."""
+    from worker.rq_worker import ThreadWorker, make_worker, prepare_runtime, worker_name
+
     runtime = prepare_runtime(services, worker_name())
     worker = make_worker(services, runtime, ThreadWorker)
     assert isinstance(worker, ThreadWorker)

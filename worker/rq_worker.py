@@ -23,7 +23,9 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 from service.background import start_background
+from service.connections import redis_client
 from service.container import Services, build_services
+from service.job_queue import make_queue
 from service.settings import Settings
 from worker.runtime import WorkerRuntime, install_runtime
 
@@ -63,7 +65,9 @@ def prepare_runtime(services: Services, name: str) -> WorkerRuntime:
 
 
 def make_worker(services: Services, runtime: WorkerRuntime, cls: type[VSRWorker] = VSRWorker) -> VSRWorker:
-    worker = cls([services.queue], connection=services.redis, serializer=JSONSerializer, name=runtime.name)
+    connection = redis_client(services.settings, blocking=True)  # dequeue blocks longer than a request
+    queue = make_queue(connection, services.settings)
+    worker = cls([queue], connection=connection, serializer=JSONSerializer, name=runtime.name)
     worker.runtime = runtime
     return worker
 

@@ -49,8 +49,9 @@ WidthRange = _range(8, 320, 1920)
 class EngineSettings(BaseModel):
     """How the worker runs the model's three stages (encoder, denoiser, decoder).
 
-    `auto` picks TensorRT when it imports and a GPU is present, else torch on CUDA, else ONNX Runtime on
-    the CPU. `precision` auto means fp32 on the CPU, bf16 for torch CUDA, fp16 for ONNX/TensorRT on CUDA.
+    `auto` picks TensorRT when it imports and a GPU is present, else torch (CUDA or CPU: on the CPU,
+    ONNX Runtime measured slower than torch, so it is chosen only explicitly). `precision` auto means
+    fp32 on the CPU, bf16 for torch CUDA, fp16 for ONNX/TensorRT on CUDA.
     The profile bounds every chunk on every backend (LR frames per chunk, first-chunk padding included;
     LR height and width before the model's own padding is added): shapes outside it are refused.
     """

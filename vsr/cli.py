@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="create an API key and its tenant entry for VSR_TENANTS")
     keys.add_argument("tenant", help="tenant id (a-z, 0-9, '_', '-')")
     add_export(commands)
+    add_client(commands)
     return parser
 
 
@@ -72,6 +73,13 @@ def add_export(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     export.add_argument("--config", default="fastvsr-tiny", help="named model when --model is not given")
     export.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="graph precision")
     export.add_argument("--device", default="cuda", help="trt: the GPU to build for")
+
+
+def add_client(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """submit, status, wait, download, cancel, list: the job service's client (vsr/client_cli.py)."""
+    from vsr.client_cli import add_client_commands
+
+    add_client_commands(commands)
 
 
 def fail(code: str, message: str) -> NoReturn:
@@ -174,12 +182,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_client(args: argparse.Namespace) -> int:
+    from vsr.client_cli import run_client_command
+
+    return run_client_command(args)
+
+
 COMMANDS = {
     "upscale": cmd_upscale,
     "serve": cmd_serve,
     "worker": cmd_worker,
     "keys": cmd_keys,
     "export": cmd_export,
+    **dict.fromkeys(("submit", "status", "wait", "download", "cancel", "list"), cmd_client),
 }
 
 

@@ -44,6 +44,7 @@ def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_system.router)
+    app.include_router(__import__("service.api.routes_console", fromlist=["router"]).router)  # console at /
     services.metrics.watch_queue(lambda: queue_depth(services.queue), lambda: live_workers(services.queue))
 
     @app.middleware("http")

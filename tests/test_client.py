@@ -5,6 +5,7 @@ queued: limits, cancel), a Redis that goes down and comes back (503), and S3 sto
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import os
@@ -14,12 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from service.settings import Settings, load_settings
 from tests.media import make_test_clip
+from tests.support.embedded import drain, isolated
 from tests.support.ports import free_port
 from tests.support.processes import REPO
 from tests.support.redis_server import RedisServer
@@ -70,10 +73,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def settings(data_dir: Path, tenants: list[ApiTenant], **overrides: object) -> Settings:
-    unique = f"client{free_port()}"  # embedded services in one process share one Redis substitute
     values: dict[str, object] = {
-        "key_prefix": unique,
-        "queue_name": unique,
+        **isolated("client"),
         "data_dir": data_dir,
         "tenants": [t.config for t in tenants],
         "max_upload_bytes": MAX_UPLOAD,
@@ -91,6 +92,7 @@ def service(
     """API + one worker on the in-process Redis substitute, local storage."""
     running = ServiceThreads(settings(tmp_path_factory.mktemp("data"), [acme, globex]), port=free_port())
     yield running.start()
+    drain(running.url, [acme.key, globex.key])
     running.stop()
 
 
@@ -137,11 +139,33 @@ def test_submit_streams_the_file_with_progress_and_is_idempotent(
     assert steps[-1] == junk.stat().st_size and len(steps) == 6  # 0, then 5 chunks
     assert max(b - a for a, b in in_pairs(steps)) <= CHUNK_BYTES
 
+    # A stream that cannot seek (a pipe) goes out chunked, without a known size; it is not retried.
+    pipe_calls: list[tuple[int, int | None]] = []
+    piped = client.submit(
+        io.BufferedReader(Unseekable(clip.read_bytes())), progress=lambda d, t: pipe_calls.append((d, t))
+    )
+    assert piped.status in ("queued", "processing") and pipe_calls[-1] == (size, None)
+
     # The same Idempotency-Key returns the same job, from a path or a file object alike.
     first = client.submit(clip, idempotency_key="order-7")
     with clip.open("rb") as handle:
         again = client.submit(handle, idempotency_key="order-7")
     assert again.id == first.id != job.id
+
+
+class Unseekable(io.RawIOBase):
+    """A read-only stream without tell/seek, like a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def in_pairs(values: list[int]) -> list[tuple[int, int]]:

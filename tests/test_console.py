@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from service.settings import load_settings
 from tests.media import make_test_clip
+from tests.support.embedded import drain, isolated
 from tests.support.ports import free_port
 from tests.support.service import ApiTenant, make_tenant
 from vsr.client import VsrClient
@@ -116,16 +117,15 @@ def other_tenant() -> ApiTenant:
 def service(
     tmp_path_factory: pytest.TempPathFactory, tenant: ApiTenant, other_tenant: ApiTenant
 ) -> Iterator[ServiceThreads]:
-    unique = f"console{free_port()}"  # embedded services in one process share one Redis substitute
     settings = load_settings(
-        key_prefix=unique,
-        queue_name=unique,
+        **isolated("console"),
         data_dir=tmp_path_factory.mktemp("console-data"),
         tenants=[tenant.config, other_tenant.config],
         progress_interval_s=0,
     )
     running = ServiceThreads(settings, port=free_port()).start()
     yield running
+    drain(running.url, [tenant.key, other_tenant.key])
     running.stop()
 
 

@@ -207,7 +207,8 @@ class UploadSource:
             if not path.is_file():
                 raise FileNotFoundError(f"no such file: {path}")
             return cls(path, None, path.name, path.stat().st_size)
-        name = Path(str(getattr(source, "name", "") or "upload")).name or "upload"
+        named = getattr(source, "name", None)  # a path for open() files; an int for pipes
+        name = (Path(named).name if isinstance(named, str) else "") or "upload"
         try:
             start = source.tell()
             size = source.seek(0, os.SEEK_END) - start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from rq import Queue
@@ -31,6 +32,7 @@ class Services:
     outbox: WebhookOutbox
     notifier: JobNotifier
     janitor: StorageJanitor
+    embedded_worker: Any = None  # the in-process worker of embedded mode (set by `vsr serve`)
 
 
 def build_services(settings: Settings, metrics: ServiceMetrics | None = None) -> Services:

@@ -4,6 +4,7 @@ in-process Redis substitute and local storage. `ServiceThreads` runs the same in
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
@@ -51,6 +52,7 @@ def start_embedded_worker(services: Services) -> ThreadWorker:
     runtime = prepare_runtime(services, worker_name())
     worker = make_worker(services, runtime, ThreadWorker)
     assert isinstance(worker, ThreadWorker)
+    services.embedded_worker = worker
     thread = threading.Thread(
         target=worker.work, kwargs={"logging_level": "WARNING"}, name="embedded-worker", daemon=True
     )
@@ -95,6 +97,17 @@ class ServiceThreads:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+        drain_embedded_worker(self.services)
+
+
+def drain_embedded_worker(services: Services, timeout_s: float = 60) -> None:
+    """Let the embedded worker put its running job back in the queue before the process exits (a
+    thread killed inside torch at interpreter exit can abort the process)."""
+    worker = getattr(services, "embedded_worker", None)
+    if worker is not None and worker.runtime is not None:
+        worker.request_stop_quietly()
+        if not worker.runtime.drain(timeout_s):
+            log.warning("the embedded worker did not stop its job within %.0f s", timeout_s)
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -110,4 +123,11 @@ def serve(settings: Settings, host: str, port: int) -> None:
     if settings.embedded:
         start_embedded_worker(services)
         print("embedded mode: in-process Redis substitute, local storage, one worker", file=sys.stderr)
-    uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+    # uvicorn re-raises the SIGTERM/SIGINT it handled once it has shut down; a no-op handler of ours
+    # receives it instead of the default one (which would kill the process before the worker drains).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+    finally:
+        drain_embedded_worker(services)

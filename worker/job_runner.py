@@ -75,6 +75,13 @@ class JobRunner:
         self.metrics = runtime.services.metrics
 
     def run(self, job_id: str) -> str:
+        self.runtime.active_job = job_id
+        try:
+            return self._run(job_id)
+        finally:
+            self.runtime.active_job = None
+
+    def _run(self, job_id: str) -> str:
         record = self._redis(lambda: self.store.get(job_id))
         if record is None or record.status != JobStatus.QUEUED:
             log.info("job %s skipped: %s", job_id, "no record" if record is None else record.status)

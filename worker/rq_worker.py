@@ -51,6 +51,12 @@ class ThreadWorker(VSRWorker):
     def _install_signal_handlers(self) -> None:
         pass
 
+    def request_stop_quietly(self) -> None:
+        """Stop after the current job (which re-queues itself at its next chunk)."""
+        if self.runtime is not None:
+            self.runtime.shutdown_requested.set()
+        self._stop_requested = True
+
 
 def worker_name() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from engines.base import EngineError
@@ -19,6 +20,7 @@ class WorkerRuntime:
     services: Services
     name: str
     shutdown_requested: threading.Event = field(default_factory=threading.Event)
+    active_job: str | None = None  # the job being processed right now, if any
     _models: dict[str, EngineSet] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -41,6 +43,14 @@ class WorkerRuntime:
                 log.info("loaded model %s: %s; engines: %s", name, loaded.description, engines.description)
                 self._models[name] = engines
             return self._models[name]
+
+    def drain(self, timeout_s: float) -> bool:
+        """Ask the running job to go back to the queue at its next chunk; wait until none runs."""
+        self.shutdown_requested.set()
+        deadline = time.monotonic() + timeout_s
+        while self.active_job is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.active_job is None
 
 
 _current: WorkerRuntime | None = None

@@ -48,6 +48,7 @@ VIDEO_ERROR_CODES = {
     "encode_error": "encode_error",
     "input_too_large": "input_too_large",
     "input_too_long": "input_too_long",
+    "unsupported_codec": "unsupported_codec",
 }
 CONTENT_TYPES = {"mp4": "video/mp4", "mkv": "video/x-matroska"}
 SUCCEEDED, REQUEUED, LOST = "succeeded", "requeued", "lost"

@@ -64,6 +64,10 @@ def _open_input(path: str | Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise VideoError("not_a_video", f"{p} has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder for this codec tag
+        container.close()
+        raise VideoError("unsupported_codec", f"{p}: no decoder for its video codec")
     return container
 
 

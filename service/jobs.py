@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -394,6 +395,9 @@ def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
         return None
     try:
         score, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(score), str(job_id)
+        value = float(score)
     except (ValueError, TypeError) as exc:
         raise ValueError("invalid cursor") from exc
+    if not math.isfinite(value) or not isinstance(job_id, str):
+        raise ValueError("invalid cursor")
+    return value, job_id

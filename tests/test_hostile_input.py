@@ -195,10 +195,10 @@ FILE_CASES: dict[str, tuple[FileMaker, Expected]] = {
         Fails("invalid_video"),
     ),
     "sample-table-overwritten": (lambda c, d: hm.damaged_moov(c, d / "stbl.mp4"), Fails("invalid_video")),
-    "unknown-fourcc": (lambda c, d: hm.unknown_video_codec(c, d / "zzzz.mp4"), Fails("invalid_video")),
+    "unknown-fourcc": (lambda c, d: hm.unknown_video_codec(c, d / "zzzz.mp4"), Fails("unsupported_codec")),
     "unknown-mkv-codec-id": (
         lambda c, d: hm.unknown_mkv_codec(hm.mkv_clip(d / "ok.mkv", 4), d / "codec.mkv"),
-        Fails("invalid_video"),
+        Fails("unsupported_codec"),
     ),
     "audio-only-mp4": (lambda c, d: hm.audio_only(d / "tone.mp4"), Fails("invalid_video")),
     "audio-only-mkv": (lambda c, d: hm.audio_only(d / "tone.mkv"), Fails("invalid_video")),

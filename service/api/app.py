@@ -51,14 +51,16 @@ def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
     async def record_request(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics = services.metrics
-        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        metrics.request_seconds.labels(request.method, template).observe(time.perf_counter() - start)
-        return response
+        start, status = time.perf_counter(), 500  # an exception escaping the app is answered with 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            template = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics = services.metrics
+            metrics.requests.labels(request.method, template, str(status)).inc()
+            metrics.request_seconds.labels(request.method, template).observe(time.perf_counter() - start)
 
     return app
 

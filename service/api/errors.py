@@ -55,7 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @app.exception_handler(redis.RedisError)
+    @app.exception_handler(redis.ConnectionError)  # includes BusyLoadingError (Redis reloading its AOF)
+    @app.exception_handler(redis.TimeoutError)
     async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:
         log.warning("redis unavailable: %s", exc)
         return error_response(

@@ -46,6 +46,8 @@ class InputLink(BaseModel):
 
 
 def _static(relative: str) -> Response:
+    if "\x00" in relative:  # the filesystem would refuse it with a ValueError (a 500)
+        raise ApiError(404, "not_found", "no such console file")
     parts = PurePosixPath(relative).parts
     path = STATIC_DIR.joinpath(*parts).resolve() if parts else STATIC_DIR / "index.html"
     media = MEDIA_TYPES.get(path.suffix)

@@ -54,7 +54,7 @@ SUBMIT_BODY: dict[str, Any] = {
                     },
                 }
             },
-            "application/json": {"schema": {"$ref": "#/components/schemas/ReferenceSubmit"}},
+            "application/json": {"schema": ReferenceSubmit.model_json_schema()},
         },
     }
 }
@@ -265,7 +265,7 @@ def _create(
 def _owned(services: Services, tenant: Tenant, job_id: str) -> JobRecord:
     record = services.store.get_for_tenant(job_id, tenant.id)
     if record is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id}")
+        raise ApiError(404, "job_not_found", f"no job {job_id[:64]!r}")
     return record
 
 

@@ -194,7 +194,7 @@ FILE_CASES: dict[str, tuple[FileMaker, Expected]] = {
         lambda c, d: hm.renamed_box(c, d / "nomoov.mp4", b"moov", b"xxxx"),
         Fails("invalid_video"),
     ),
-    "sample-table-overwritten": (lambda c, d: hm.damaged_moov(c, d / "stbl.mp4"), Fails("invalid_video")),
+    "sample-table-overwritten": (lambda c, d: hm.damaged_moov(c, d / "stbl.mp4"), Fails("unsupported_codec")),
     "unknown-fourcc": (lambda c, d: hm.unknown_video_codec(c, d / "zzzz.mp4"), Fails("unsupported_codec")),
     "unknown-mkv-codec-id": (
         lambda c, d: hm.unknown_mkv_codec(hm.mkv_clip(d / "ok.mkv", 4), d / "codec.mkv"),

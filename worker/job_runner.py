@@ -12,6 +12,7 @@ job back in the queue). Storage transfers and Redis writes survive outages withi
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ VIDEO_ERROR_CODES = {
     "input_too_long": "input_too_long",
     "unsupported_codec": "unsupported_codec",
 }
+WORK_PATH = re.compile(r"/\S*/((?:input|output)\.\w+)")
 CONTENT_TYPES = {"mp4": "video/mp4", "mkv": "video/x-matroska"}
 SUCCEEDED, REQUEUED, LOST = "succeeded", "requeued", "lost"
 
@@ -131,7 +133,10 @@ class JobRunner:
             return JobStatus.CANCELED, {}
         except VideoError as exc:
             code = VIDEO_ERROR_CODES.get(exc.code, "invalid_video")
-            return JobStatus.FAILED, {"error": JobError(code=code, message=str(exc))}
+            message = WORK_PATH.sub(
+                r"\1", str(exc)
+            )  # the worker's scratch paths are not the client's business
+            return JobStatus.FAILED, {"error": JobError(code=code, message=message)}
         except StorageError as exc:
             code = "input_not_found" if exc.code == "not_found" else exc.code
             return JobStatus.FAILED, {"error": JobError(code=code, message=str(exc))}

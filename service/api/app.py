@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -45,6 +46,14 @@ def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
     app.include_router(routes_jobs.router)
     app.include_router(routes_system.router)
     app.include_router(__import__("service.api.routes_console", fromlist=["router"]).router)  # console at /
+    generate_spec = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = routes_jobs.add_schemas(generate_spec())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     services.metrics.watch_queue(lambda: queue_depth(services.queue), lambda: live_workers(services.queue))
 
     @app.middleware("http")

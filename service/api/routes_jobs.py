@@ -35,6 +35,15 @@ class ReferenceSubmit(JobParams):
     input: str = Field(description="s3://bucket/key of the input video", examples=["s3://videos/clip.mp4"])
 
 
+def add_schemas(spec: dict[str, Any]) -> dict[str, Any]:
+    """Define the schemas `openapi_extra` refers to (FastAPI only collects those of typed bodies)."""
+    definition = ReferenceSubmit.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(definition.pop("$defs", {}))
+    schemas["ReferenceSubmit"] = definition
+    return spec
+
+
 class JobList(BaseModel):
     jobs: list[JobView]
     next_cursor: str | None
@@ -54,7 +63,7 @@ SUBMIT_BODY: dict[str, Any] = {
                     },
                 }
             },
-            "application/json": {"schema": ReferenceSubmit.model_json_schema()},
+            "application/json": {"schema": {"$ref": "#/components/schemas/ReferenceSubmit"}},
         },
     }
 }

@@ -391,26 +391,34 @@ def test_connection_errors_are_retried_then_reported() -> None:
 def test_s3_reference_and_download_through_the_presigned_redirect(
     s3_server: S3Server, redis_server: RedisServer, tmp_path: Path, clip: Path
 ) -> None:
-    """Real processes (`vsr serve` + `vsr worker`), Redis and S3, as in production."""
-    stack = ServiceStack(redis_server.url.replace("/0", "/4"), tmp_path / "stack", s3_server).start()
+    """Real processes (`vsr serve` + `vsr worker`), Redis and S3, as in production. The buckets are
+    shared with other tests: everything this test stores is deleted again."""
+    tenant = make_tenant("sdk")
+    stack = ServiceStack(redis_server.url.replace("/0", "/4"), tmp_path / "stack", s3_server, acme=tenant)
+    source = f"sdk-client/{free_port()}.mp4"
+    stack.start()
     try:
-        stack.s3.upload_file(str(clip), INPUT_BUCKET, "raw/clip.mp4")
-        with VsrClient(stack.api_url, stack.acme.key) as client:
-            job = client.submit_reference(f"s3://{INPUT_BUCKET}/raw/clip.mp4", crf=24)
-            job = client.wait(job.id, timeout=120)
+        stack.s3.upload_file(str(clip), INPUT_BUCKET, source)
+        with VsrClient(stack.api_url, tenant.key) as client:
+            submitted = client.submit_reference(f"s3://{INPUT_BUCKET}/{source}", crf=24)
+            job = client.wait(submitted.id, timeout=120)
             assert job.status == "succeeded" and job.params["crf"] == 24
             assert job.output is not None and job.output.url and job.output.url.startswith(s3_server.endpoint)
-            result = httpx.get(f"{stack.api_url}/v1/jobs/{job.id}/result", headers=stack.acme.headers)
+            result = httpx.get(f"{stack.api_url}/v1/jobs/{job.id}/result", headers=tenant.headers)
             assert result.status_code == 307  # the API redirects to storage ...
-            saved = client.download(job.id, tmp_path / "s3.mp4")  # ... which must not get the API key
+            saved = client.download(job.id, tmp_path)  # ... which must not get the API key
+            assert saved == tmp_path / f"{job.id}_x4.mp4"  # the name the presigned URL gives it
             assert saved.stat().st_size == job.output.bytes and saved.read_bytes()[4:8] == b"ftyp"
             with pytest.raises(InvalidRequestError) as missing:
-                client.submit_reference(f"s3://{INPUT_BUCKET}/raw/missing.mp4")
+                client.submit_reference(f"s3://{INPUT_BUCKET}/sdk-client/missing.mp4")
             assert missing.value.code == "input_not_found"
             with pytest.raises(PermissionDeniedError) as outside:
-                client.submit_reference(f"s3://{BUCKET}/jobs/acme/x/input.mp4")
+                client.submit_reference(f"s3://{BUCKET}/jobs/sdk/x/input.mp4")
             assert (outside.value.status, outside.value.code) == (403, "bucket_not_allowed")
+            client.delete_files(job.id)
+            assert stack.stored_keys(f"jobs/{tenant.id}/") == []
     finally:
+        stack.s3.delete_object(Bucket=INPUT_BUCKET, Key=source)
         stack.stop()
 
 

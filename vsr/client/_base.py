@@ -7,6 +7,7 @@ import email.utils
 import json
 import os
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -247,7 +248,15 @@ class Poller:
         return self.current
 
 
-def output_path(dest: str | os.PathLike[str], job_id: str, container: str) -> Path:
-    """`dest` itself, or `<dest>/<job>_x4.<container>` when `dest` is a directory."""
+def output_path(dest: str | os.PathLike[str], job_id: str, response: httpx.Response) -> Path:
+    """`dest` itself, or inside the directory `dest` the name the service gives the file
+    (Content-Disposition), else `<job>_x4.<mp4|mkv>` from the content type."""
     path = Path(dest)
-    return path / f"{job_id}_x4.{container}" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    match = re.search(r'filename="?([^";]+)"?', response.headers.get("content-disposition", ""))
+    name = Path(match[1]).name if match else ""
+    if not name or name in (".", ".."):
+        container = "mkv" if "matroska" in response.headers.get("content-type", "") else "mp4"
+        name = f"{job_id}_x4.{container}"
+    return path / name

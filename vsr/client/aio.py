@@ -282,7 +282,7 @@ class AsyncVsrClient:
                     await response.aclose()
                     response = await self._fetch_presigned(location)
                 if target is None:
-                    target = output_path(dest, job_id, _container(response))
+                    target = output_path(dest, job_id, response)
                 await _save(response, target, progress)
                 return target
             except httpx.TransportError as exc:
@@ -305,10 +305,6 @@ class AsyncVsrClient:
 
 def _nothing() -> None:
     return None
-
-
-def _container(response: httpx.Response) -> str:
-    return "mkv" if "matroska" in response.headers.get("content-type", "") else "mp4"
 
 
 async def _finish(response: httpx.Response, stream: bool) -> httpx.Response:

@@ -304,7 +304,7 @@ class VsrClient:
                     response.close()
                     response = self._fetch_presigned(location)
                 if target is None:
-                    target = output_path(dest, job_id, _container(response))
+                    target = output_path(dest, job_id, response)
                 _save(response, target, progress)
                 return target
             except httpx.TransportError as exc:
@@ -355,11 +355,6 @@ def job_path(job_id: str) -> str:
     if not job_id or "/" in job_id or job_id in (".", ".."):
         raise VsrError(f"invalid job id {job_id!r}")
     return f"/v1/jobs/{job_id}"
-
-
-def _container(response: httpx.Response) -> str:
-    kind = response.headers.get("content-type", "")
-    return "mkv" if "matroska" in kind else "mp4"
 
 
 def _iter_body(

@@ -153,7 +153,7 @@ function signInView(root, message = "") {
       "api-key",
       "API key",
       input,
-      "Kept in this tab only (session storage) and sent only to this service. `vsr serve` prints one.",
+      "Kept in this tab only (session storage) and sent only to this service. The embedded service saves one in vsr-data/api-key; vsr keys makes new ones.",
     ),
     button,
     error,

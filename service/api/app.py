@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from service.api import routes_jobs, routes_system
+from service.api import routes_console, routes_jobs, routes_system
 from service.api.errors import install_error_handlers
 from service.background import start_background
 from service.container import Services, build_services
@@ -45,7 +45,7 @@ def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_system.router)
-    app.include_router(__import__("service.api.routes_console", fromlist=["router"]).router)  # console at /
+    app.include_router(routes_console.router)  # the web console at /
     generate_spec = app.openapi
 
     def openapi() -> dict[str, Any]:

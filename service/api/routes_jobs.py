@@ -196,6 +196,8 @@ async def create_job(
         replay = await run_in_threadpool(_replay_key, services, tenant, idempotency_key, base)
         if replay is not None:  # answered before the body is read: a retried upload is not sent again
             return replay
+    # Refuse over-limit tenants before the body is read, so a rate-limited client is not made to upload.
+    await run_in_threadpool(_check_tenant_limits, services, tenant)
     params, upload, reference = await _read_submission(request, services)
     try:  # blocking work (DNS checks of the webhook URL, storage, Redis) runs off the event loop
         return await run_in_threadpool(

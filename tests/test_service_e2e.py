@@ -11,22 +11,12 @@ import av
 import httpx
 import pytest
 
+from service.metrics import STAGES
 from tests.media import make_test_clip
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import S3Server
 from tests.support.stack import BUCKET, INPUT_BUCKET, ServiceStack
 from tests.support.webhook_receiver import WebhookReceiver
-
-STAGES = (
-    "queue_wait",
-    "download",
-    "decode",
-    "model_encode",
-    "denoise",
-    "model_decode",
-    "video_encode",
-    "upload",
-)
 
 
 @pytest.fixture(scope="module")

@@ -124,9 +124,8 @@ def test_writer_generates_pts_and_hvc1_tag(tmp_path: Path) -> None:
     assert _video_pts_seconds(out) == [Fraction(i, 25) for i in range(5)]
 
 
-def test_real_odd_size_file() -> None:
-    if not DOVE.exists():
-        pytest.skip(f"{DOVE} not available")
+def test_real_odd_size_file(shared_data: Path) -> None:
+    assert DOVE.is_relative_to(shared_data)  # the fixture fails (not skips) when the data is missing
     info = probe_video(DOVE)
     assert (info.width, info.height, info.fps) == (316, 178, 16)
     frames = list(iter_frames(DOVE))

@@ -11,16 +11,18 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, get_args
+
+from engines.settings import Backend, PrecisionSetting  # torch-free, like the next import
+from worker.encode_options import ENCODERS
 
 if TYPE_CHECKING:
     from service.settings import Settings
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-CODECS = ("h264", "h265")
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")  # as engines.settings.Backend (kept torch-free)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BACKENDS = get_args(Backend)
+PRECISIONS = get_args(PrecisionSetting)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,7 +39,7 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     up.add_argument("--model", help="model directory (config.json + model.safetensors + sha256sums.txt)")
     up.add_argument("--config", default="fastvsr-tiny", help="named model when --model is not given")
     up.add_argument("--scale", type=int, default=4, help="upscaling factor (only 4 is supported)")
-    up.add_argument("--codec", choices=CODECS, default="h264")
+    up.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
     up.add_argument("--crf", type=int, default=18, help="constant rate factor, 0..51 (lower is better)")
     up.add_argument("--preset", default="medium", help="x264/x265 preset")
     up.add_argument("--chunk-frames", type=int, help="frames per model chunk (memory); default 8")

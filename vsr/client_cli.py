@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vsr.cli import CODECS, fail
-from worker.encode_options import PRESETS
+from vsr.cli import fail
+from worker.encode_options import ENCODERS, PRESETS
 
 if TYPE_CHECKING:
     from vsr.client import Job, RetryEvent, VsrClient
@@ -39,7 +39,7 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     common = [_connection_options()]
     submit = commands.add_parser("submit", parents=common, help="submit a video file or s3:// object")
     submit.add_argument("input", help="video file to upload, or s3://bucket/key in an allow-listed bucket")
-    submit.add_argument("--codec", choices=CODECS, help="output codec (service default: h264)")
+    submit.add_argument("--codec", choices=sorted(ENCODERS), help="output codec (service default: h264)")
     submit.add_argument("--crf", type=int, help="constant rate factor 0..51 (service default: 18)")
     submit.add_argument("--preset", choices=PRESETS, help="encoder preset (service default: medium)")
     submit.add_argument("--container", choices=("mp4", "mkv"), help="output container (default: mp4)")

@@ -95,6 +95,9 @@ class VSRConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
     bicubic_skip: bool = True  # output = bicubic x4 of the input + decoder output
+    # The decoder also sees the interpolated low-res clip (the encoder input) at its last level, as
+    # FlashVSR's conditional decoder does; the VAE's own reconstruction path never gets it.
+    lr_conditioning: bool = False
     zero_init_output: bool = True  # untrained model = bicubic (skip) and identity denoiser
 
     @property

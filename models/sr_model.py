@@ -35,7 +35,11 @@ class VSRModel(nn.Module):
         self.config = config
         self.encoder = Encoder(config.vae)
         self.denoiser = OneStepDenoiser(config.denoiser, config.vae.latent_channels)
-        self.decoder = Decoder(config.vae, head="f16" if config.pipeline == "fastvsr" else "f8")
+        self.decoder = Decoder(
+            config.vae,
+            head="f16" if config.pipeline == "fastvsr" else "f8",
+            lr_conditioning=config.lr_conditioning,
+        )
         for name, module in self.named_modules():
             if hasattr(module, "cache_key"):
                 module.cache_key = name
@@ -60,7 +64,8 @@ class VSRModel(nn.Module):
         self, latent: torch.Tensor, lr: torch.Tensor, cache: StreamCache | None = None
     ) -> torch.Tensor:
         """Clean latent (+ the LR clip for the bicubic skip) -> SR clip (B, 3, T, 4H, 4W) in [0, 1]."""
-        video = self.decoder(latent / self.config.vae.scaling_factor, cache) * 0.5  # [-1, 1] -> +-0.5 range
+        guide = self.interpolate(lr) if self.config.lr_conditioning else None
+        video = self.decoder(latent / self.config.vae.scaling_factor, cache, guide) * 0.5  # [-1, 1] -> +-0.5
         if self.config.bicubic_skip:
             video = video + resize_frames(lr, OUTPUT_SCALE, "bicubic")
         else:

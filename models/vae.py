@@ -47,6 +47,11 @@ def is_first_chunk(cache: StreamCache | None, owner: str) -> bool:
     return first
 
 
+def is_first_chunk_peek(cache: StreamCache | None, owner: str) -> bool:
+    """Like `is_first_chunk`, without marking the stream as started."""
+    return cache is None or f"{owner}.{_STARTED}" not in cache
+
+
 def continuing_cache() -> StreamCache:
     """A cache for a chunk that continues a stream (no first-chunk padding), with no history kept yet."""
     return {f"{owner}.{_STARTED}": torch.ones(()) for owner in ("encoder", "decoder")}
@@ -108,7 +113,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent (B, Z, n, h, w) -> video (B, 3, (n-1)*tc + 1, 8h, 8w) for f8 or (..., 16h, 16w) for f16."""
 
-    def __init__(self, config: VAEConfig, head: DecoderHead) -> None:
+    def __init__(self, config: VAEConfig, head: DecoderHead, lr_conditioning: bool = False) -> None:
         super().__init__()
         if head not in ("f8", "f16"):
             raise ValueError(f"decoder head must be 'f8' or 'f16', got {head!r}")
@@ -120,10 +125,27 @@ class Decoder(nn.Module):
         self.up = _resolution_ladder(widths, config, Upsample)
         self.norm_out = FrameGroupNorm(config.norm_groups, widths[-1])  # 4C at the encoder-input grid
         self.conv_out = CausalConv3d(widths[-1], config.in_channels)
+        self.lr_in: CausalConv3d | None = None
+        if lr_conditioning:
+            # added to the features entering the last level; zero-initialised, so f8 weights (which
+            # have no such input) warm-start it exactly
+            self.lr_in = CausalConv3d(config.in_channels, widths[-2])
+            nn.init.zeros_(self.lr_in.conv.weight)
+            nn.init.zeros_(self.lr_in.conv.bias)
 
-    def forward(self, latent: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+    def forward(
+        self, latent: torch.Tensor, cache: StreamCache | None = None, guide: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`guide`: the encoder-input clip (B, 3, T, 8h, 8w) for an LR-conditioned decoder, else None."""
         h = run_blocks(self.mid, self.conv_in(latent, cache), cache)
-        h = F.silu(self.norm_out(run_blocks(self.up, h, cache)))  # (B, 4C, n * tc, 8h, 8w)
+        last_level = len(self.up) - self.config.layers_per_block
+        h = run_blocks(self.up[:last_level], h, cache)  # (B, C', n * tc, 8h, 8w)
+        if self.lr_in is not None and guide is not None:
+            tc = self.config.temporal_compression
+            if tc > 1 and is_first_chunk_peek(cache, "decoder"):
+                guide = torch.cat([guide[:, :, :1].expand(-1, -1, tc - 1, -1, -1), guide], dim=2)
+            h = h + self.lr_in(guide, cache)
+        h = F.silu(self.norm_out(run_blocks(self.up[last_level:], h, cache)))  # (B, 4C, n * tc, 8h, 8w)
         if self.head == "f16":
             h = pixel_shuffle_copy(h)  # (B, 4C, n * tc, 16h, 16w)
         video = self.conv_out(h, cache)

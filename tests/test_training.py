@@ -1,0 +1,167 @@
+"""Training: data synthesis, degradations, objectives, a few steps lowering each loss, and `vsr train`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.vae import Decoder
+from models.weights import load_model
+from tests.conftest import tiny_config
+from training import sources
+from training.clips import photo_clip, video_clip
+from training.data import ClipPool, build_pool
+from training.degrade import degrade, h264_roundtrip
+from training.objectives import free_energy, guidance_weight, guided_decoder_loss
+from training.recipe import (
+    Logger,
+    TrainSettings,
+    downscale2,
+    finetune_pixels,
+    train_decoder,
+    train_vae,
+    validation_metrics,
+    warm_start_f16,
+)
+from vsr.cli import main
+
+FRAMES, SIZE = 3, 32
+
+
+def lr_conditioned_tiny(bicubic_skip: bool = True):
+    return dataclasses.replace(tiny_config(), lr_conditioning=True, bicubic_skip=bicubic_skip)
+
+
+@pytest.fixture(scope="module")
+def pool() -> ClipPool:
+    return build_pool(4, FRAMES, SIZE, "mixed", seed=0, photos=("chelsea", "brick"))
+
+
+def tiny_settings(**changes: object) -> TrainSettings:
+    base = TrainSettings(config=lr_conditioned_tiny(), batch_size=4, log_every=1000, learning_rate=3e-3)
+    return dataclasses.replace(base, **changes)
+
+
+def test_photo_clip_pans_a_real_photo() -> None:
+    rng = np.random.default_rng(0)
+    clip = photo_clip(sources.load_photo("astronaut"), 4, 48, rng)
+    assert clip.shape == (4, 48, 48, 3) and clip.dtype == np.uint8
+    assert clip.std() > 10  # real content, not a flat fill
+    differences = [np.abs(clip[t + 1].astype(int) - clip[t]).mean() for t in range(3)]
+    assert min(differences) > 0.5  # the camera moves every frame
+
+
+def test_video_clip_takes_consecutive_frames() -> None:
+    video = sources.load_video("sam2_gallery_04_coffee_HR", 6)
+    clip = video_clip(video, 3, 64, np.random.default_rng(1))
+    assert video.shape[1:] == (720, 1280, 3)
+    assert clip.shape == (3, 64, 64, 3)
+
+
+def test_degradations_shapes_and_effects() -> None:
+    rng = np.random.default_rng(2)
+    hr = photo_clip(sources.load_photo("coffee"), 3, 64, rng)
+    bi = degrade(hr, "bi", rng)
+    real = degrade(hr, "realworld", np.random.default_rng(3))
+    assert bi.shape == real.shape == (3, 16, 16, 3)
+    assert np.abs(bi.astype(int) - real).mean() > 1.0  # blur, noise and compression change the pixels
+    with pytest.raises(ValueError, match="degradation must be one of"):
+        degrade(hr, "jpeg", rng)  # type: ignore[arg-type]
+
+
+def test_h264_roundtrip_keeps_frames_and_loses_detail() -> None:
+    clip = np.random.default_rng(4).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    coded = h264_roundtrip(clip, crf=38)
+    assert coded.shape == clip.shape
+    assert np.abs(coded.astype(int) - clip).mean() > 5  # noise does not survive CRF 38
+
+
+def test_free_energy_terms() -> None:
+    x = torch.rand(1, 3, 2, 16, 16) * 2 - 1
+    zeros = torch.zeros(1, 4, 2, 2, 2)
+    perfect = free_energy(x, x, zeros, zeros)
+    assert perfect.total.item() == pytest.approx(0.0, abs=1e-7)  # exact reconstruction, prior posterior
+    off = free_energy(x, x + 0.1, zeros + 1.0, zeros)
+    assert off.reconstruction.item() == pytest.approx(0.1 / 0.05, rel=1e-5)
+    assert off.kl.item() == pytest.approx(0.5 * zeros.numel() / x.numel(), rel=1e-5)
+
+
+def test_guidance_weight_decays_to_zero() -> None:
+    weights = [guidance_weight(s, 100, 1.0, 0.5) for s in (0, 25, 50, 99)]
+    assert weights == [1.0, 0.5, 0.0, 0.0]
+    assert guidance_weight(0, 100, 0.0, 0.5) == 0.0
+    out, hr, bound = torch.zeros(4), torch.ones(4), torch.full((4,), 0.5)
+    assert guided_decoder_loss(out, hr, bound, 0.0).item() == pytest.approx(1.0)
+    assert guided_decoder_loss(out, hr, bound, 2.0).item() == pytest.approx(2.0)
+
+
+def test_warm_start_copies_the_f8_trunk() -> None:
+    from models.sr_model import VSRModel
+
+    torch.manual_seed(0)
+    model, f8 = VSRModel(lr_conditioned_tiny()), Decoder(lr_conditioned_tiny().vae, head="f8")
+    warm_start_f16(model, f8)
+    for name, tensor in f8.state_dict().items():
+        if name.startswith("conv_out."):
+            assert torch.count_nonzero(model.decoder.state_dict()[name]) == 0  # residual head restarts
+        else:
+            assert torch.equal(model.decoder.state_dict()[name], tensor)
+
+
+def losses(path: Path, stage: str) -> list[float]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["loss"] for r in records if r["stage"] == stage]
+
+
+def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> None:
+    from models.sr_model import VSRModel
+
+    torch.manual_seed(0)
+    settings = tiny_settings(steps_vae=30, steps_decoder=30, steps_finetune=30, log_every=29)
+    model, f8 = VSRModel(settings.config).train(), Decoder(settings.config.vae, head="f8").train()
+    log = Logger(tmp_path / "log.jsonl")
+    fixed = ClipPool(hr=pool.hr[:4], lr=pool.lr[:4])
+    train_vae(model, f8, fixed, settings, np.random.default_rng(0), log)
+    warm_start_f16(model, f8)
+    no_validation = lambda: {}  # noqa: E731
+    train_decoder(model, f8, fixed, settings, 1.0, 0, log, no_validation, "decoder")
+    before = validation_metrics(model, fixed, reconstruct=False)["val_psnr"]
+    finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation)
+    after = validation_metrics(model, fixed, reconstruct=False)["val_psnr"]
+    for stage in ("vae", "decoder", "finetune"):
+        first, last = losses(tmp_path / "log.jsonl", stage)
+        assert last < first, (stage, first, last)
+    assert after > before
+
+
+def test_downscale2_maps_to_the_encoder_grid() -> None:
+    hr = torch.rand(2, 3, 3, 32, 48)
+    x = downscale2(hr)
+    assert x.shape == (2, 3, 3, 16, 24) and x.min() >= -1 and x.max() <= 1
+
+
+def test_vsr_train_writes_a_loadable_model_and_its_logs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "model"
+    code = main(["train", "--out", str(out), "--steps-scale", "0.004", "--quiet", "--threads", "2"])
+    assert code == 0
+    model = load_model(out)
+    assert model.config.lr_conditioning and model.config.bicubic_skip
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert set(summary["seconds"]) >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune"}
+    assert summary["ablation"]["guided"] and summary["ablation"]["unguided"]
+    stages = {json.loads(line)["stage"] for line in (out / "training_log.jsonl").read_text().splitlines()}
+    assert stages >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune", "done"}
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["out"] == str(out) and "val_psnr" in printed
+
+
+def test_vsr_train_rejects_bad_steps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "m"), "--steps-scale", "0"])
+    assert "bad_steps" in str(exit_info.value)
+    assert not (tmp_path / "m").exists()

@@ -13,7 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, get_args
 
-from engines.settings import Backend, PrecisionSetting  # torch-free, like the next import
+from engines.settings import Backend, PrecisionSetting  # torch-free, like the next imports
+from vsr.eval_command import add_eval_parser
+from vsr.figures_command import add_figures_parser
+from vsr.train_command import add_train_parser
 from worker.encode_options import ENCODERS
 
 if TYPE_CHECKING:
@@ -64,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("tenant", help="tenant id (a-z, 0-9, '_', '-')")
     add_export(commands)
     add_client(commands)
+    add_eval_parser(commands)
+    add_figures_parser(commands)
+    add_train_parser(commands)
     return parser
 
 
@@ -184,6 +190,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from vsr.eval_command import run_eval
+
+    return run_eval(args)
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from vsr.figures_command import run_figures
+
+    return run_figures(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vsr.train_command import run_train
+
+    return run_train(args)
+
+
 def cmd_client(args: argparse.Namespace) -> int:
     from vsr.client_cli import run_client_command
 
@@ -196,6 +220,9 @@ COMMANDS = {
     "worker": cmd_worker,
     "keys": cmd_keys,
     "export": cmd_export,
+    "eval": cmd_eval,
+    "figures": cmd_figures,
+    "train": cmd_train,
     **dict.fromkeys(("submit", "status", "wait", "download", "cancel", "list"), cmd_client),
 }
 

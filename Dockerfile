@@ -49,7 +49,8 @@ WORKDIR /var/lib/vsr
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-# The uvicorn factory, not `vsr serve`: `vsr serve` imports the embedded worker (torch), absent here.
+# The API alone, through the uvicorn factory. (`vsr serve` would run torch-free here too with VSR_REDIS_URL
+# set: it imports the worker, and so torch, only in embedded mode.)
 CMD ["uvicorn", "service.api.app:app_from_env", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
 
 ########################################################################################################

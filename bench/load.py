@@ -1,29 +1,33 @@
 """Load: N concurrent submissions of a small clip to a running service (API + 2 workers, real Redis).
 
 Starts its own redis-server (or uses `redis_url`), `vsr serve` and `vsr worker` processes with local
-storage, uploads one tiny clip N times with up to `concurrency` uploads in flight (each with its own
-Idempotency-Key), polls every job's status while the load runs, and checks: every job succeeded, none
-lost, no duplicate job ids, exactly one published output per job, each job run once. It reports the
-status endpoint's (GET /v1/jobs/{id}) latency under that load, the wall time and the throughput.
+storage, and uploads one tiny clip N times at once: N asyncio tasks, one connection each (no pool limit),
+released together by a barrier (each with its own Idempotency-Key). It measures how many uploads were
+really on the wire at the same moment (`max_in_flight`: requests whose body had started to go out and
+whose answer had not come back), polls every job's status while the load runs, and checks: every job
+succeeded, none lost, no duplicate job ids, exactly one published output per job, each job run once. It
+reports the status endpoint's (GET /v1/jobs/{id}) latency under that load, the wall time and the
+throughput.
 
-    python -m bench.load                      # 300 jobs, 48 in flight, 2 workers -> bench/results/load.json
+    python -m bench.load                      # 300 jobs, all at once, 2 workers -> bench/results/load.json
     python -m bench.load --jobs 50 --out /tmp/load.json
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +45,7 @@ CLIP = {"frames": 2, "width": 16, "height": 16}  # the smallest clip the pipelin
 # Two polling clients, each at most 20 requests/s (40/s in all: 300 waiting clients polling every 7.5 s),
 # no job read more often than every 0.5 s: the poller's own load stays small next to the workers'.
 POLL_THREADS, REQUEST_GAP_S, POLL_INTERVAL_S = 2, 0.05, 0.5
+BARRIER_TIMEOUT_S = 120.0  # longest wait for every upload to start (a stuck one fails the run instead)
 JOBS_TOTAL = re.compile(r'^vsr_jobs_total\{status="succeeded"\} (\S+)$', re.MULTILINE)
 
 
@@ -73,11 +78,26 @@ class Latencies:
 
 
 @dataclass
+class InFlight:
+    """Uploads on the wire right now (body started, answer not back), and the most there ever were."""
+
+    now: int = 0
+    peak: int = 0
+
+    def enter(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        self.now -= 1
+
+
+@dataclass
 class LoadResult:
     jobs: int
-    concurrency: int
     workers: int
     clip: dict[str, Any]
+    max_in_flight: int = 0  # measured: most uploads on the wire at the same moment
     submitted: int = 0
     submit_errors: list[str] = field(default_factory=list)
     succeeded: int = 0
@@ -112,6 +132,8 @@ class LoadResult:
         lines = [f"{name}: {len(items)} {items[:3]}" for name, items in checks.items() if items]
         if self.succeeded != self.jobs:
             lines.append(f"{self.succeeded}/{self.jobs} succeeded")
+        if self.max_in_flight != self.jobs:
+            lines.append(f"only {self.max_in_flight}/{self.jobs} uploads were in flight at once")
         if self.duplicate_ids or self.duplicate_outputs:
             lines.append(f"duplicates: {self.duplicate_ids} ids, {self.duplicate_outputs} outputs")
         if sum(self.processed_per_worker) != self.jobs:
@@ -133,27 +155,64 @@ def running_stack(root: Path, workers: int, redis_url: str | None) -> Iterator[S
             redis.stop()
 
 
-def _submit_all(
+def _multipart(clip: bytes) -> tuple[str, bytes, bytes]:
+    """(content type, head, tail) of a multipart/form-data body with `clip` as its `file` part."""
+    boundary = f"load-{secrets.token_hex(12)}"
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="clip.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    return f"multipart/form-data; boundary={boundary}", head, f"\r\n--{boundary}--\r\n".encode()
+
+
+async def _submit_all(
     stack: ServiceStack, clip: bytes, result: LoadResult, latency: Latencies, poller: Poller
 ) -> list[str]:
-    """Upload the clip `result.jobs` times, `result.concurrency` at a time, handing each new job to
-    `poller` at once; return the job ids in submission order."""
-    local = threading.local()
-    clients: list[httpx.Client] = []  # one per upload thread, closed at the end
+    """Upload the clip `result.jobs` times at once, handing each new job to `poller` as soon as it is
+    accepted; return the job ids in submission order.
 
-    def submit(index: int) -> str | None:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=120)
-            clients.append(local.client)
-        headers = {**stack.acme.headers, "Idempotency-Key": f"load-{index}"}
-        start = time.perf_counter()
+    Two barriers make the uploads truly concurrent: every task starts together once all exist, and each
+    upload sends its multipart head, then holds its body until every upload is on the wire (the API
+    cannot answer a submission before its body is complete), so all `jobs` requests are in flight at the
+    same moment; `result.max_in_flight` is measured, not assumed.
+    """
+    content_type, head, tail = _multipart(clip)
+    in_flight = InFlight()
+    go, all_sending = asyncio.Barrier(result.jobs), asyncio.Barrier(result.jobs)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)  # one connection per upload
+    timeout = httpx.Timeout(300, connect=60)
+
+    async def body(sending: list[bool]) -> AsyncIterator[bytes]:
+        sending.append(True)
+        in_flight.enter()  # the connection is up and the request line and headers are out
+        yield head
+        async with asyncio.timeout(BARRIER_TIMEOUT_S):
+            await all_sending.wait()
+        yield clip
+        yield tail
+
+    async def submit(client: httpx.AsyncClient, index: int) -> str | None:
+        headers = {
+            **stack.acme.headers,
+            "Idempotency-Key": f"load-{index}",
+            "Content-Type": content_type,
+            "Content-Length": str(len(head) + len(clip) + len(tail)),
+        }
+        sending: list[bool] = []
         try:
-            response = local.client.post(
-                f"{stack.api_url}/v1/jobs", headers=headers, files={"file": ("clip.mp4", clip, "video/mp4")}
-            )
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(BARRIER_TIMEOUT_S):
+                await go.wait()
+            start = time.perf_counter()
+            response = await client.post(f"{stack.api_url}/v1/jobs", headers=headers, content=body(sending))
+        except Exception as exc:  # a failed upload is a result, not a crash
             result.submit_errors.append(f"#{index}: {type(exc).__name__}: {exc}")
+            await all_sending.abort()  # never leave the others waiting for this one
+            await go.abort()
             return None
+        finally:
+            if sending:
+                in_flight.leave()
         latency.add(time.perf_counter() - start)
         if response.status_code != 202:
             result.submit_errors.append(f"#{index}: {response.status_code} {response.text[:200]}")
@@ -162,12 +221,9 @@ def _submit_all(
         poller.add([job_id])
         return job_id
 
-    try:
-        with ThreadPoolExecutor(result.concurrency) as pool:
-            ids = list(pool.map(submit, range(result.jobs)))
-    finally:
-        for client in clients:
-            client.close()
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        ids = await asyncio.gather(*(submit(client, index) for index in range(result.jobs)))
+    result.max_in_flight = in_flight.peak
     return [i for i in ids if i is not None]
 
 
@@ -261,13 +317,13 @@ def _worker_counts(stack: ServiceStack) -> list[float]:
 
 def run_load(
     jobs: int = 300,
-    concurrency: int = 48,
     workers: int = 2,
     root: Path | None = None,
     redis_url: str | None = None,
     timeout_s: float = 600,
 ) -> LoadResult:
-    """Run the load against a fresh stack and return what was measured and checked."""
+    """Run the load (all `jobs` uploads at once) against a fresh stack; return what was measured and
+    checked."""
     with tempfile.TemporaryDirectory(prefix="vsr-load-") as scratch:
         base = root or Path(scratch)
         clip_path = make_test_clip(
@@ -275,7 +331,7 @@ def run_load(
         )
         clip = clip_path.read_bytes()
         shape = {**CLIP, "bytes": len(clip)}
-        result = LoadResult(jobs=jobs, concurrency=concurrency, workers=workers, clip=shape)
+        result = LoadResult(jobs=jobs, workers=workers, clip=shape)
         result.machine = {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -286,7 +342,7 @@ def run_load(
             submit_latency = Latencies()
             poller = Poller(stack).start()
             start = time.perf_counter()
-            ids = _submit_all(stack, clip, result, submit_latency, poller)
+            ids = asyncio.run(_submit_all(stack, clip, result, submit_latency, poller))
             result.submit_s = round(time.perf_counter() - start, 3)
             poller.wait(len(ids), timeout_s)
             result.wall_s = round(time.perf_counter() - start, 3)
@@ -330,11 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    result = run_load(args.jobs, args.concurrency, args.workers)
+    result = run_load(args.jobs, args.workers)
     report = asdict(result)
     report["problems"] = result.problems
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -345,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{result.succeeded}/{result.jobs} succeeded, {len(result.lost)} lost, "
         f"{result.duplicate_ids} duplicate ids, {result.duplicate_outputs} duplicate outputs "
-        f"({args.workers} workers, {args.concurrency} uploads in flight)"
+        f"({args.workers} workers, {result.max_in_flight} of {result.jobs} uploads in flight at once)"
     )
     print(
         f"wall {result.wall_s:.1f} s (uploads {result.submit_s:.1f} s), {result.jobs_per_s:.2f} jobs/s, "

@@ -43,6 +43,7 @@ def build_services(settings: Settings, metrics: ServiceMetrics | None = None) ->
         client,
         prefix=settings.key_prefix,
         retry_schedule_s=settings.webhook_retry_schedule_s,
+        jitter=settings.webhook_retry_jitter,
         timeout_s=settings.webhook_timeout_s,
         allow_private=settings.webhook_allow_private,
     )

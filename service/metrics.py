@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -22,6 +23,24 @@ STAGES = (
     "video_encode",
     "upload",
 )
+
+GPU_MEMORY_KINDS = ("allocated", "reserved", "peak", "device_used", "device_total")
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """One reading of a worker's GPU memory, in bytes.
+
+    allocated / reserved / peak: torch's caching allocator in this process (tensors in use, memory held
+    from the driver, most ever allocated since the worker started); device_used / device_total: the
+    whole GPU as the driver reports it (every process, TensorRT and ONNX Runtime workspaces included).
+    """
+
+    allocated: int
+    reserved: int
+    peak: int
+    device_used: int
+    device_total: int
 
 
 class ServiceMetrics:
@@ -49,6 +68,14 @@ class ServiceMetrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
+        # Set by workers whose engines run on CUDA (worker/gpu_memory.py); absent on CPU workers.
+        self.gpu_memory = Gauge(
+            "vsr_gpu_memory_bytes", "GPU memory of a worker, by kind", ["kind"], registry=r
+        )
+
+    def set_gpu_memory(self, reading: GpuMemory) -> None:
+        for kind in GPU_MEMORY_KINDS:
+            self.gpu_memory.labels(kind=kind).set(getattr(reading, kind))
 
     def watch_queue(self, depth: Callable[[], int], workers: Callable[[], int]) -> None:
         """Export queue depth and live workers, read from Redis at scrape time."""

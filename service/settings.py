@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engines.settings import EngineSettings
-from service.webhooks import DEFAULT_RETRY_SCHEDULE_S
+from service.webhooks import DEFAULT_RETRY_JITTER, DEFAULT_RETRY_SCHEDULE_S
 
 GIB = 1024**3
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -121,9 +121,21 @@ class Settings(BaseSettings):
 
     webhook_allow_private: bool = Field(False, description="allow loopback/private callback addresses")
     webhook_retry_schedule_s: list[float] = Field(
-        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE_S), description="Standard Webhooks' schedule"
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE_S),
+        min_length=1,
+        description="Standard Webhooks' schedule: delay before each attempt of a terminal event",
+    )
+    webhook_retry_jitter: float = Field(
+        DEFAULT_RETRY_JITTER, ge=0, lt=1, description="retry delays spread uniformly by +-this fraction"
     )
     webhook_timeout_s: float = Field(15.0, gt=0)
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _non_negative_delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("webhook_retry_schedule_s delays must be >= 0")
+        return value
 
     @property
     def embedded(self) -> bool:

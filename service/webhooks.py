@@ -49,7 +49,10 @@ from service.webhook_signing import sign, signature_headers
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+# Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (each after the previous
+# failure): 8 attempts over about 27.6 h.
+DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+DEFAULT_RETRY_JITTER = 0.1
 MAX_BODY_BYTES = 64 * 1024
 MAX_RETRY_AFTER_S = 86400.0
 USER_AGENT = "fastvsr-service-webhooks/1"
@@ -171,7 +174,8 @@ class WebhookOutbox:
         *,
         prefix: str = "vsr",
         retry_schedule_s: Sequence[float] = DEFAULT_RETRY_SCHEDULE_S,
-        jitter: float = 0.1,
+        jitter: float = DEFAULT_RETRY_JITTER,
+        rng: random.Random | None = None,
         timeout_s: float = 15.0,
         allow_private: bool = False,
         clock: Callable[[], float] = time.time,
@@ -181,7 +185,9 @@ class WebhookOutbox:
         proxy: str | None = None,
     ) -> None:
         """`resolver` replaces socket.getaddrinfo; `verify` is httpx's TLS verification; with `proxy`
-        (e.g. an egress proxy such as smokescreen) requests go through it by host name, unpinned."""
+        (e.g. an egress proxy such as smokescreen) requests go through it by host name, unpinned.
+        `jitter` is the fraction each retry delay is spread by (uniformly within +-jitter); `rng` draws
+        it (default: a private `random.Random`)."""
         if not retry_schedule_s or any(delay < 0 for delay in retry_schedule_s):
             raise ValueError("retry_schedule_s must be a non-empty sequence of non-negative delays")
         if not 0 <= jitter < 1:
@@ -190,6 +196,7 @@ class WebhookOutbox:
         self._prefix = f"{prefix}:wh"
         self._schedule = tuple(float(delay) for delay in retry_schedule_s)
         self._jitter = jitter
+        self._rng = rng or random.Random()
         self._allow_private = allow_private
         self._clock = clock
         self._retention_ms = int(retention_s * 1000)
@@ -457,9 +464,18 @@ class WebhookOutbox:
             else:
                 self._finish(msg, token, STATE_DEAD, status=outcome.status, error=error)
 
+    @property
+    def retry_schedule_s(self) -> tuple[float, ...]:
+        """Delay before each attempt of a terminal event (entry 0: the first attempt), unjittered."""
+        return self._schedule
+
+    @property
+    def jitter(self) -> float:
+        return self._jitter
+
     def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
         """Delay before attempt `attempts + 1`: the jittered schedule entry, or Retry-After if longer."""
-        delay = self._schedule[attempts] * (1 + random.uniform(-self._jitter, self._jitter))
+        delay = self._schedule[attempts] * (1 + self._rng.uniform(-self._jitter, self._jitter))
         return max(delay, retry_after_s or 0.0)
 
     def _finish(

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.jobs import JobStatus
 from service.settings import Settings, load_settings
 from tests.media import make_test_clip
 from tests.support.ports import free_port
@@ -357,6 +358,49 @@ def test_per_tenant_queue_limit_answers_429(
         assert len(jobs) == 2
         httpx.post(jobs[0]["urls"]["cancel"], headers=acme.headers)
         assert submit(service, acme, clip).status_code == 202  # room again once one left the queue
+    finally:
+        service.stop()
+
+
+def test_per_tenant_active_limit_answers_429(
+    redis_url: str, tmp_path: Path, tenants: tuple[ApiTenant, ApiTenant], clip: Path
+) -> None:
+    """Queued + processing jobs count against `tenant_max_active`; a refused submission stores nothing."""
+    settings = api_settings(redis_url, tmp_path, tenants).model_copy(
+        update={"tenant_max_queued": 10, "tenant_max_active": 3}
+    )
+    service = ServiceThreads(settings, port=free_port()).start()
+    try:
+        acme, globex = tenants
+        store, queue = service.services.store, service.services.queue
+        accepted = [submit(service, acme, clip) for _ in range(3)]
+        assert [r.status_code for r in accepted] == [202, 202, 202]
+        ids = [r.json()["id"] for r in accepted]
+        for job_id in ids[:2]:  # two jobs taken by a worker: the claim a worker makes first
+            assert store.claim(job_id, "worker-a", lease_s=60).status == JobStatus.PROCESSING
+        assert store.active_counts(acme.id) == (1, 2)  # under the queued limit, at the in-flight one
+        objects = files_under(tmp_path / "objects")
+
+        limited = submit(service, acme, clip, **{"Idempotency-Key": "over-the-limit"})
+        assert limited.status_code == 429
+        assert limited.json()["error"] == {
+            "code": "too_many_jobs",
+            "message": "3 jobs already in flight (limit 3)",
+        }
+        assert limited.headers["retry-after"] == str(settings.tenant_retry_after_s)
+        # nothing stored for the refused submission: no object, no spool file, no job, no key, no RQ job
+        assert files_under(tmp_path / "objects") == objects and len(objects) == 3
+        assert files_under(tmp_path / "spool") == []
+        listing = httpx.get(f"{service.url}/v1/jobs", headers=acme.headers).json()["jobs"]
+        assert sorted(job["id"] for job in listing) == sorted(ids)
+        assert store.idempotent_job(acme.id, "over-the-limit") is None
+        assert store.active_counts(acme.id) == (1, 2) and queue.count == 3
+
+        assert submit(service, globex, clip).status_code == 202  # limits are per tenant
+        store.transition(ids[0], JobStatus.CANCELED, owner=("worker-a", 1))  # one processing job ends
+        again = submit(service, acme, clip, **{"Idempotency-Key": "over-the-limit"})
+        assert again.status_code == 202, again.text  # room again, and the key was never taken
+        assert store.idempotent_job(acme.id, "over-the-limit") == again.json()["id"]
     finally:
         service.stop()
 

@@ -11,14 +11,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from service.settings import Settings, load_settings
 from tests.media import make_test_clip
@@ -27,12 +27,14 @@ from tests.support.ports import free_port
 from tests.support.processes import REPO
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import S3Server
-from tests.support.service import ApiTenant, make_tenant
+from tests.support.service import ApiTenant, files_under, make_tenant
 from tests.support.stack import BUCKET, INPUT_BUCKET, ServiceStack
 from vsr.client import (
     NO_RETRY,
+    ApiError,
     AsyncVsrClient,
     AuthenticationError,
+    BadRequestError,
     ConflictError,
     GoneError,
     InvalidRequestError,
@@ -44,6 +46,7 @@ from vsr.client import (
     RateLimitedError,
     RetryEvent,
     RetryPolicy,
+    ServerError,
     ServiceUnavailableError,
     UnsupportedMediaError,
     VsrClient,
@@ -274,6 +277,33 @@ def test_cancel_a_queued_job_and_no_result_yet(api_only: ServiceThreads, acme: A
         assert failed.value.code == "job_canceled"
 
 
+def test_async_cancel_of_a_queued_job(api_only: ServiceThreads, acme: ApiTenant, clip: Path) -> None:
+    objects = api_only.settings.data_dir / "objects"
+
+    async def scenario() -> None:
+        async with AsyncVsrClient(api_only.url, acme.key) as client:
+            job = await client.submit(clip)
+            assert job.status == "queued" and len(files_under(objects)) == 1  # the stored input
+            with pytest.raises(ConflictError) as early:
+                await client.download(job.id, api_only.settings.data_dir / "early.mp4")
+            assert early.value.code == "no_result"
+            with pytest.raises(WaitTimeoutError) as waited:
+                await client.wait(job.id, timeout=0.3, interval_s=0.05)
+            assert waited.value.job is not None and waited.value.job.status == "queued"
+            canceled = await client.cancel(job.id)
+            assert canceled.id == job.id and canceled.status == "canceled"
+            assert (await client.cancel(job.id)).status == "canceled"  # idempotent
+            assert (await client.get(job.id)).status == "canceled"
+            with pytest.raises(JobFailedError) as failed:
+                (await client.wait(job.id)).raise_for_status()
+            assert failed.value.code == "job_canceled"
+            assert files_under(objects) == []  # a canceled job keeps no input
+            # the tenant's one queued slot is free again
+            assert (await client.submit(clip)).status == "queued"
+
+    asyncio.run(scenario())
+
+
 # -- error paths ----------------------------------------------------------------------------------
 
 
@@ -318,36 +348,117 @@ def test_http_errors_are_typed(
         client.submit(tmp_path / "missing.mp4")
 
 
-def test_429_is_retried_after_retry_after(api_only: ServiceThreads, acme: ApiTenant, clip: Path) -> None:
-    events: list[RetryEvent] = []
-    with VsrClient(api_only.url, acme.key, on_retry=events.append) as client:
-        blocker = client.submit(clip)  # the tenant's one allowed queued job
-        with VsrClient(api_only.url, acme.key, retry=NO_RETRY) as impatient:
-            with pytest.raises(RateLimitedError) as limited:
-                impatient.submit(clip)
-            assert (limited.value.status, limited.value.code, limited.value.retry_after) == (
-                429,
-                "too_many_jobs",
-                1,
-            )
-        refused: list[RetryEvent] = []
-        with (
-            VsrClient(
-                api_only.url, acme.key, retry=RetryPolicy(max_retry_after_s=0.5), on_retry=refused.append
-            ) as unwilling,
-            pytest.raises(RateLimitedError),
-        ):
-            unwilling.submit(clip)  # Retry-After 1 s is longer than it accepts: no waiting
-        assert refused == []  # gave up at once instead of retrying
+@pytest.fixture
+def redis_refusing_writes(redis_url: str) -> Iterator[Callable[[bool], None]]:
+    """Switch the real Redis into refusing writes (maxmemory 1 byte, no eviction: `OOM command not
+    allowed`), an error the API has no handler for, so it answers a plain 500."""
+    client = redis.Redis.from_url(redis_url)
 
-        unblock = threading.Timer(0.3, lambda: httpx.post(blocker.urls.cancel, headers=acme.headers))
-        unblock.start()
-        start = time.monotonic()
-        job = client.submit(clip)
-        elapsed = time.monotonic() - start
-        unblock.join()
-        assert job.status == "queued" and elapsed >= 1.0
-        assert [(e.attempt, e.delay_s, e.reason) for e in events] == [(1, 1.0, "429 too_many_jobs")]
+    def refuse(on: bool) -> None:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1 if on else 0)
+
+    yield refuse
+    refuse(False)
+    client.close()
+
+
+def test_bad_request_and_server_errors_are_typed(
+    api_only: ServiceThreads,
+    acme: ApiTenant,
+    clip: Path,
+    redis_refusing_writes: Callable[[bool], None],
+) -> None:
+    """400 -> BadRequestError, a 5xx other than 503 -> ServerError (not retried), in both clients."""
+    # A name decoded with surrogateescape from non-UTF-8 bytes (os.fsdecode(b"tiny\xff")): json.dumps
+    # writes a lone surrogate escape, which is not valid JSON text, so the API answers 400 malformed_json.
+    bad_name = os.fsdecode(b"tiny\xff")
+    objects = api_only.settings.data_dir / "objects"
+    events: list[RetryEvent] = []
+
+    def check_bad_request(error: pytest.ExceptionInfo[BadRequestError]) -> None:
+        assert type(error.value) is BadRequestError and isinstance(error.value, ApiError)
+        assert (error.value.status, error.value.code) == (400, "malformed_json")
+
+    def check_server_error(error: pytest.ExceptionInfo[ServerError]) -> None:
+        assert type(error.value) is ServerError  # not ServiceUnavailableError: a 500 is not retried
+        assert (error.value.status, error.value.code) == (500, "http_500")
+        assert error.value.message == "Internal Server Error" and "Traceback" not in str(error.value)
+
+    with VsrClient(api_only.url, acme.key, on_retry=events.append) as client:
+        with pytest.raises(BadRequestError) as bad:
+            client.submit(clip, model=bad_name)
+        check_bad_request(bad)
+        redis_refusing_writes(True)
+        with pytest.raises(ServerError) as broken:
+            client.submit(clip)
+        check_server_error(broken)
+        redis_refusing_writes(False)
+
+    async def scenario() -> None:
+        async with AsyncVsrClient(api_only.url, acme.key, on_retry=events.append) as client:
+            with pytest.raises(BadRequestError) as bad:
+                await client.submit(clip, model=bad_name)
+            check_bad_request(bad)
+            redis_refusing_writes(True)
+            with pytest.raises(ServerError) as broken:
+                await client.submit(clip)
+            check_server_error(broken)
+            redis_refusing_writes(False)
+            assert files_under(objects) == []  # nothing stored for any refused submission
+            assert (await client.submit(clip)).status == "queued"  # the service is fine again
+
+    asyncio.run(scenario())
+    assert events == []  # neither error is retried
+    assert files_under(api_only.settings.data_dir / "spool") == []
+
+
+class ClearFaultOnFirstRetry:
+    """An `on_retry` hook that records the events and clears the fault at the first one. The client calls
+    it before it waits `Retry-After`, so the retry finds the fault gone however slow the machine is (no
+    timer racing the client's wait)."""
+
+    def __init__(self, clear: Callable[[], object]) -> None:
+        self.clear = clear
+        self.events: list[RetryEvent] = []
+        self.cleared_at: float | None = None
+
+    def __call__(self, event: RetryEvent) -> None:
+        self.events.append(event)
+        if self.cleared_at is None:
+            self.clear()
+            self.cleared_at = time.monotonic()
+
+
+def test_429_is_retried_after_retry_after(api_only: ServiceThreads, acme: ApiTenant, clip: Path) -> None:
+    with VsrClient(api_only.url, acme.key, retry=NO_RETRY) as impatient:
+        blocker = impatient.submit(clip)  # the tenant's one allowed queued job
+        with pytest.raises(RateLimitedError) as limited:
+            impatient.submit(clip)
+        assert (limited.value.status, limited.value.code, limited.value.retry_after) == (
+            429,
+            "too_many_jobs",
+            1,
+        )
+    refused: list[RetryEvent] = []
+    with (
+        VsrClient(
+            api_only.url, acme.key, retry=RetryPolicy(max_retry_after_s=0.5), on_retry=refused.append
+        ) as unwilling,
+        pytest.raises(RateLimitedError),
+    ):
+        unwilling.submit(clip)  # Retry-After 1 s is longer than it accepts: no waiting
+    assert refused == []  # gave up at once instead of retrying
+
+    hook = ClearFaultOnFirstRetry(
+        lambda: httpx.post(blocker.urls.cancel, headers=acme.headers).raise_for_status()
+    )
+    with VsrClient(api_only.url, acme.key, on_retry=hook) as client:
+        job = client.submit(clip)  # 429, then (the blocker canceled meanwhile) 202 after Retry-After
+        retried_at = time.monotonic()
+        assert job.status == "queued" and hook.cleared_at is not None
+        assert retried_at - hook.cleared_at >= 1.0  # the client waited Retry-After (1 s) before retrying
+        assert [(e.attempt, e.delay_s, e.reason) for e in hook.events] == [(1, 1.0, "429 too_many_jobs")]
         assert [j.status for j in client.list()] == ["queued", "canceled"]  # one job per submission
 
 
@@ -355,9 +466,9 @@ def test_503_is_retried_until_redis_is_back(tmp_path: Path, acme: ApiTenant) -> 
     redis_server = RedisServer(port=free_port(), workdir=tmp_path / "redis").start()
     config = settings(tmp_path / "data", [acme], redis_url=redis_server.url)
     running = ServiceThreads(config, port=free_port()).start()
-    events: list[RetryEvent] = []
+    hook = ClearFaultOnFirstRetry(redis_server.start)  # Redis comes back before the client's wait
     try:
-        with VsrClient(running.url, acme.key, on_retry=events.append) as client:
+        with VsrClient(running.url, acme.key, on_retry=hook) as client:
             assert client.list_page().jobs == []
             redis_server.stop()
             with VsrClient(running.url, acme.key, retry=NO_RETRY) as impatient:
@@ -368,13 +479,79 @@ def test_503_is_retried_until_redis_is_back(tmp_path: Path, acme: ApiTenant) -> 
                     "redis_unavailable",
                     5,
                 )
-            restart = threading.Timer(1.0, redis_server.start)
-            restart.start()
-            start = time.monotonic()
-            page = client.list_page()
-            restart.join()
-            assert page.jobs == [] and time.monotonic() - start >= 5.0
-            assert [(e.delay_s, e.reason) for e in events] == [(5.0, "503 redis_unavailable")]
+            page = client.list_page()  # 503, then the same call again once Retry-After (5 s) has passed
+            retried_at = time.monotonic()
+            assert page.jobs == [] and hook.cleared_at is not None
+            assert retried_at - hook.cleared_at >= 5.0
+            assert [(e.attempt, e.delay_s, e.reason) for e in hook.events] == [
+                (1, 5.0, "503 redis_unavailable")
+            ]
+    finally:
+        running.stop()
+        redis_server.stop()
+
+
+def test_async_429_is_retried_after_retry_after(
+    api_only: ServiceThreads, acme: ApiTenant, clip: Path
+) -> None:
+    with VsrClient(api_only.url, acme.key, retry=NO_RETRY) as sync_client:
+        blocker = sync_client.submit(clip)  # the tenant's one allowed queued job
+    hook = ClearFaultOnFirstRetry(
+        lambda: httpx.post(blocker.urls.cancel, headers=acme.headers).raise_for_status()
+    )
+
+    async def scenario() -> None:
+        async with AsyncVsrClient(api_only.url, acme.key, retry=NO_RETRY) as impatient:
+            with pytest.raises(RateLimitedError) as limited:
+                await impatient.submit(clip)
+            assert (limited.value.status, limited.value.code, limited.value.retry_after) == (
+                429,
+                "too_many_jobs",
+                1,
+            )
+        async with AsyncVsrClient(api_only.url, acme.key, on_retry=hook) as client:
+            job = await client.submit(clip)  # 429, then 202 once Retry-After has passed
+            retried_at = time.monotonic()
+            assert job.status == "queued" and hook.cleared_at is not None
+            assert retried_at - hook.cleared_at >= 1.0
+            assert [(e.attempt, e.delay_s, e.reason) for e in hook.events] == [(1, 1.0, "429 too_many_jobs")]
+            assert [j.status async for j in client.list()] == ["queued", "canceled"]
+
+    asyncio.run(scenario())
+
+
+def test_async_503_is_retried_until_redis_is_back(tmp_path: Path, acme: ApiTenant, clip: Path) -> None:
+    """An upload refused with 503 while Redis is down is sent again after Retry-After: one job."""
+    redis_server = RedisServer(port=free_port(), workdir=tmp_path / "redis").start()
+    config = settings(tmp_path / "data", [acme], redis_url=redis_server.url)
+    running = ServiceThreads(config, port=free_port()).start()
+    hook = ClearFaultOnFirstRetry(redis_server.start)  # Redis comes back before the client's wait
+
+    async def scenario() -> None:
+        async with AsyncVsrClient(running.url, acme.key, on_retry=hook) as client:
+            assert (await client.list_page()).jobs == []
+            redis_server.stop()
+            async with AsyncVsrClient(running.url, acme.key, retry=NO_RETRY) as impatient:
+                with pytest.raises(ServiceUnavailableError) as down:
+                    await impatient.submit(clip)
+                assert (down.value.status, down.value.code, down.value.retry_after) == (
+                    503,
+                    "redis_unavailable",
+                    5,
+                )
+            sent: list[int] = []
+            job = await client.submit(clip, progress=lambda done, total: sent.append(done))
+            retried_at = time.monotonic()
+            assert job.status == "queued" and hook.cleared_at is not None
+            assert retried_at - hook.cleared_at >= 5.0
+            assert [(e.method, e.attempt, e.delay_s, e.reason) for e in hook.events] == [
+                ("POST", 1, 5.0, "503 redis_unavailable")
+            ]
+            assert sent.count(0) == 2 and sent[-1] == clip.stat().st_size  # the file went out twice
+            assert [j.id async for j in client.list()] == [job.id]  # and made one job
+
+    try:
+        asyncio.run(scenario())
     finally:
         running.stop()
         redis_server.stop()
@@ -395,8 +572,8 @@ def test_connection_errors_are_retried_then_reported() -> None:
 def test_s3_reference_and_download_through_the_presigned_redirect(
     s3_server: S3Server, redis_server: RedisServer, tmp_path: Path, clip: Path
 ) -> None:
-    """Real processes (`vsr serve` + `vsr worker`), Redis and S3, as in production. The buckets are
-    shared with other tests: everything this test stores is deleted again."""
+    """Real processes (`vsr serve` + `vsr worker`), Redis and S3, as in production; the sync client,
+    then the async one. The buckets are shared with other tests: everything stored is deleted again."""
     tenant = make_tenant("sdk")
     stack = ServiceStack(redis_server.url.replace("/0", "/4"), tmp_path / "stack", s3_server, acme=tenant)
     source = f"sdk-client/{free_port()}.mp4"
@@ -421,6 +598,33 @@ def test_s3_reference_and_download_through_the_presigned_redirect(
             assert (outside.value.status, outside.value.code) == (403, "bucket_not_allowed")
             client.delete_files(job.id)
             assert stack.stored_keys(f"jobs/{tenant.id}/") == []
+
+        async def scenario() -> None:
+            async with AsyncVsrClient(stack.api_url, tenant.key) as client:
+                submitted = await client.submit_reference(
+                    f"s3://{INPUT_BUCKET}/{source}", crf=26, idempotency_key="async-ref"
+                )
+                assert submitted.status in ("queued", "processing") and submitted.params["crf"] == 26
+                again = await client.submit_reference(
+                    f"s3://{INPUT_BUCKET}/{source}", crf=26, idempotency_key="async-ref"
+                )
+                assert again.id == submitted.id  # idempotent
+                job = await client.wait(submitted.id, timeout=120)
+                assert job.status == "succeeded" and job.output is not None
+                assert (job.output.width, job.output.height, job.output.frames) == (128, 96, 4)
+                saved = await client.download(job.id, tmp_path / "async-ref.mp4")  # presigned redirect
+                assert saved.stat().st_size == job.output.bytes and saved.read_bytes()[4:8] == b"ftyp"
+                with pytest.raises(InvalidRequestError) as missing:
+                    await client.submit_reference(f"s3://{INPUT_BUCKET}/sdk-client/missing.mp4")
+                assert missing.value.code == "input_not_found"
+                with pytest.raises(PermissionDeniedError) as outside:
+                    await client.submit_reference(f"s3://{BUCKET}/jobs/sdk/x/input.mp4")
+                assert (outside.value.status, outside.value.code) == (403, "bucket_not_allowed")
+                await client.delete_files(job.id)
+
+        asyncio.run(scenario())
+        assert stack.stored_keys(f"jobs/{tenant.id}/") == []
+        assert stack.s3.head_object(Bucket=INPUT_BUCKET, Key=source)["ContentLength"] == clip.stat().st_size
     finally:
         stack.s3.delete_object(Bucket=INPUT_BUCKET, Key=source)
         stack.stop()
@@ -486,3 +690,25 @@ def test_cli_commands_print_json_and_fail_with_codes(
         )
     denied = vsr("list", env={"VSR_API_URL": service.url, "VSR_API_KEY": "vsr_wrong"})
     assert denied.returncode == 1 and denied.stderr.startswith("vsr: error: unauthorized: ")
+
+
+def test_cli_cancel_a_queued_job(api_only: ServiceThreads, acme: ApiTenant, clip: Path) -> None:
+    env = {"VSR_API_URL": api_only.url, "VSR_API_KEY": acme.key}
+    submitted = vsr("submit", str(clip), "--json", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = json.loads(submitted.stdout)["id"]
+    assert json.loads(submitted.stdout)["status"] == "queued"  # no worker: it stays queued
+
+    canceled = vsr("cancel", job_id, "--json", env=env)
+    assert canceled.returncode == 0, canceled.stderr
+    body = json.loads(canceled.stdout)
+    assert (body["id"], body["status"]) == (job_id, "canceled")
+    with VsrClient(api_only.url, acme.key) as client:
+        assert client.get(job_id).status == "canceled"  # the service agrees
+        second = client.submit(clip)  # the tenant's one queued slot is free again
+    assert files_under(api_only.settings.data_dir / "objects") != []
+
+    human = vsr("cancel", second.id, env=env)
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.strip() == f"job {second.id} canceled"
+    assert files_under(api_only.settings.data_dir / "objects") == []  # canceled jobs keep no input

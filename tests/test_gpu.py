@@ -43,3 +43,19 @@ def test_cuda_low_precision_engines_match_cpu_fp32(precision: str) -> None:
     difference = np.abs(gpu.astype(int) - cpu.astype(int))
     assert gpu.shape == cpu.shape == (13, 144, 240, 3)
     assert difference.mean() < 1.0 and difference.max() <= 16, (difference.mean(), difference.max())
+
+
+def test_gpu_memory_gauge_reads_cuda() -> None:
+    from service.metrics import ServiceMetrics
+    from worker.gpu_memory import export_gpu_memory
+
+    rng = np.random.default_rng(2)
+    clip = [rng.integers(0, 256, (36, 60, 3), dtype=np.uint8) for _ in range(9)]
+    model = tiny_model("fastvsr", temporal_compression=4).cuda()
+    assert len(list(ClipUpscaler(model, chunk_frames=4, device="cuda").upscale(clip))) == 9
+    metrics = ServiceMetrics()
+    reading = export_gpu_memory(metrics, torch.device("cuda"))
+    assert reading is not None
+    assert reading.peak > 0 and reading.reserved >= reading.allocated > 0  # the model's weights stay
+    assert 0 < reading.device_used <= reading.device_total
+    assert metrics.registry.get_sample_value("vsr_gpu_memory_bytes", {"kind": "peak"}) == reading.peak

@@ -27,7 +27,8 @@ def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.embedded and settings.storage_backend == "local"
     assert settings.max_upload_bytes == 2 * 1024**3 and settings.default_model == "fastvsr-tiny"
-    assert settings.webhook_retry_schedule_s[:5] == [0, 5, 300, 1800, 7200]
+    assert settings.webhook_retry_schedule_s == [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    assert settings.webhook_retry_jitter == 0.1
 
 
 def test_environment_variables_with_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +66,10 @@ def test_tenants_file_is_merged(tmp_path: Path) -> None:
         ({"tenants_file": Path("/nonexistent/tenants.json")}, "cannot read tenants_file"),
         ({"max_upload_bytes": 0}, "greater than or equal to 1"),
         ({"s3": {"bucket": "b", "presign_expiry_s": 10**7}}, "less than or equal to 604800"),
+        ({"webhook_retry_jitter": 1.0}, "less than 1"),
+        ({"webhook_retry_jitter": -0.1}, "greater than or equal to 0"),
+        ({"webhook_retry_schedule_s": []}, "at least 1 item"),
+        ({"webhook_retry_schedule_s": [0, -5]}, "delays must be >= 0"),
     ],
 )
 def test_invalid_settings_name_the_problem(overrides: dict[str, object], message: str) -> None:

@@ -78,14 +78,17 @@ def test_presigned_urls_use_the_public_endpoint_and_expire(s3_server: S3Server, 
     s3_server.client().create_bucket(Bucket=bucket)
     source = tmp_path / "out.mp4"
     source.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"x" * 100)
-    storage = S3Storage(s3_settings(s3_server, bucket, presign_expiry_s=2))
+    expiry_s = 5  # long enough for the first GET to come in time on a loaded machine
+    storage = S3Storage(s3_settings(s3_server, bucket, presign_expiry_s=expiry_s))
     storage.put_file("out.mp4", source, "video/mp4")
+    minted_at = time.time()
     url = storage.presigned_url("out.mp4", "result.mp4")
     assert url is not None
     fetched = httpx.get(url)
+    assert time.time() - minted_at < expiry_s, "the first GET came too late to prove anything"
     assert fetched.status_code == 200 and fetched.content == source.read_bytes()
     assert fetched.headers["content-disposition"] == 'attachment; filename="result.mp4"'
-    time.sleep(3)
+    time.sleep(max(0.0, minted_at + expiry_s + 1.5 - time.time()))  # past expiry (1 s signing granularity)
     assert httpx.get(url).status_code == 403  # expired: the server enforces it
 
     public = S3Storage(s3_settings(s3_server, bucket, public_endpoint_url="https://media.example.com"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections import Counter
@@ -17,14 +18,18 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service.container import build_services
+from service.settings import load_settings
 from service.webhook_signing import generate_secret
-from service.webhooks import WebhookOutbox
+from service.webhooks import DEFAULT_RETRY_SCHEDULE_S, WebhookOutbox
 from tests.support.fake_resolver import FakeResolver
 from tests.support.ports import free_port
 from tests.support.webhook_receiver import Reply, WebhookReceiver, localhost_client_context
 
 SECRET = generate_secret()
 FAST_SCHEDULE = (0, 0.2, 0.4)
+# https://www.standardwebhooks.com/ (retry schedule): immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+STANDARD_WEBHOOKS_SCHEDULE_S = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
 
 MakeOutbox = Callable[..., WebhookOutbox]
 
@@ -469,3 +474,71 @@ def test_run_forever_survives_errors(redis_url: str, receiver: WebhookReceiver) 
             outbox.close()
         client.close()
         broken.close()
+
+
+def test_default_schedule_is_standard_webhooks(redis_url: str, tmp_path: Path) -> None:
+    assert DEFAULT_RETRY_SCHEDULE_S == STANDARD_WEBHOOKS_SCHEDULE_S
+    settings = load_settings(redis_url=redis_url, data_dir=tmp_path)
+    assert settings.webhook_retry_schedule_s == list(STANDARD_WEBHOOKS_SCHEDULE_S)
+    assert settings.webhook_retry_jitter == 0.1
+    services = build_services(settings)  # the outbox the API and the workers use
+    try:
+        assert services.outbox.retry_schedule_s == STANDARD_WEBHOOKS_SCHEDULE_S
+        assert services.outbox.jitter == 0.1
+        msg_id = enqueue(services.outbox, "https://hooks.example.com/")
+        assert services.outbox.status(msg_id)["max_attempts"] == len(STANDARD_WEBHOOKS_SCHEDULE_S)
+    finally:
+        services.outbox.close()
+        services.redis.close()
+
+
+def test_jitter_fraction_comes_from_settings(redis_url: str, tmp_path: Path) -> None:
+    settings = load_settings(redis_url=redis_url, data_dir=tmp_path, webhook_retry_jitter=0.25)
+    services = build_services(settings)
+    try:
+        assert services.outbox.jitter == 0.25
+    finally:
+        services.outbox.close()
+        services.redis.close()
+
+
+@pytest.mark.parametrize("jitter", [0.1, 0.3])
+def test_backoff_is_jittered_within_the_fraction(redis_url: str, jitter: float) -> None:
+    client = redis.Redis.from_url(redis_url)
+    outbox = WebhookOutbox(client, jitter=jitter, rng=random.Random(1234))
+    try:
+        for attempts, planned in enumerate(STANDARD_WEBHOOKS_SCHEDULE_S[1:], start=1):
+            delays = [outbox._backoff(attempts, None) for _ in range(500)]
+            assert all(planned * (1 - jitter) <= d <= planned * (1 + jitter) for d in delays), planned
+            assert len(set(delays)) > 400  # jittered, not one fixed delay
+            # spread over the whole band, on both sides of the planned delay
+            assert min(delays) < planned * (1 - 0.8 * jitter) and max(delays) > planned * (1 + 0.8 * jitter)
+        assert outbox._backoff(1, 60.0) == 60.0  # a longer Retry-After wins over the jittered 5 s
+    finally:
+        outbox.close()
+        client.close()
+
+
+def test_no_jitter_gives_the_exact_schedule(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    outbox = WebhookOutbox(client, jitter=0)
+    try:
+        for attempts, planned in enumerate(STANDARD_WEBHOOKS_SCHEDULE_S[1:], start=1):
+            assert {outbox._backoff(attempts, None) for _ in range(20)} == {planned}
+    finally:
+        outbox.close()
+        client.close()
+
+
+def test_failed_deliveries_are_rescheduled_with_jitter(
+    make_outbox: MakeOutbox, receiver: WebhookReceiver
+) -> None:
+    """The delays actually stored after failed attempts spread over planned +-10 %."""
+    now = time.time()
+    outbox = make_outbox(retry_schedule_s=(0, 100.0), jitter=0.1, clock=lambda: now)
+    receiver.script(*[503] * 40)
+    ids = [enqueue(outbox, receiver.url, job_id=f"job-{i}") for i in range(40)]
+    assert outbox.dispatch_due() == 40
+    delays = [outbox.status(msg_id)["next_attempt_at"] - now for msg_id in ids]
+    assert all(90.0 - 1e-6 <= d <= 110.0 + 1e-6 for d in delays), delays
+    assert max(delays) - min(delays) > 10.0, delays  # 40 uniform draws span over half the band

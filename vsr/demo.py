@@ -51,13 +51,13 @@ def panned_frames(photo: np.ndarray, frames: int, size: tuple[int, int]) -> list
     return clip
 
 
-def write_sample_clip(path: Path) -> Path:
+def write_sample_clip(path: Path, frames: int = CLIP_FRAMES) -> Path:
     from skimage import data
 
     with VideoWriter(
         path, width=CLIP_SIZE[0], height=CLIP_SIZE[1], fps=CLIP_FPS, time_base=1 / CLIP_FPS, crf=12
     ) as writer:
-        for index, frame in enumerate(panned_frames(data.coffee(), CLIP_FRAMES, CLIP_SIZE)):
+        for index, frame in enumerate(panned_frames(data.coffee(), frames, CLIP_SIZE)):
             writer.write(frame, index)
     return path
 
@@ -116,12 +116,17 @@ def run_job(service: ServiceThreads, key: str, clip: Path, result: Path) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_output", help="directory for the demo files")
+    parser.add_argument(
+        "--frames", type=int, default=CLIP_FRAMES, help=f"frames in the sample clip (default {CLIP_FRAMES})"
+    )
     args = parser.parse_args(argv)
+    if args.frames < 1:
+        parser.error("--frames must be >= 1")
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    lr_clip = write_sample_clip(out / "sample_lr.mp4")
+    lr_clip = write_sample_clip(out / "sample_lr.mp4", args.frames)
     # Embedded defaults, whatever VSR_* variables this shell has: no Redis server, local storage.
     settings, key = with_local_tenant(
         load_settings(redis_url=None, s3=None, tenants=[], data_dir=out / "service-data")
@@ -135,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         service.stop()
     trained = shipped_weights(settings.default_model) is not None
     label = "FastVSR x4" if trained else "FastVSR x4, UNTRAINED (= bicubic)"
-    png = comparison_png(lr_clip, out / "sample_x4.mp4", out / "comparison.png", CLIP_FRAMES // 2, label)
+    png = comparison_png(lr_clip, out / "sample_x4.mp4", out / "comparison.png", args.frames // 2, label)
     output, macs = job["output"], job["macs"]
     print(
         f"model:       {job['params']['model']}" + ("" if trained else " (UNTRAINED: output equals bicubic)")
     )
-    print(f"input clip:  {lr_clip} ({CLIP_SIZE[0]}x{CLIP_SIZE[1]}, {CLIP_FRAMES} frames)")
+    print(f"input clip:  {lr_clip} ({CLIP_SIZE[0]}x{CLIP_SIZE[1]}, {args.frames} frames)")
     size = f"{output['width']}x{output['height']}, {output['frames']} frames, {output['bytes']} bytes"
     print(f"output clip: {out / 'sample_x4.mp4'} ({size})")
     print(f"comparison:  {png} (left bicubic, right model)")

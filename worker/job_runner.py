@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import redis
+import torch
 from rq.timeouts import JobTimeoutException
 
 from service.job_queue import enqueue_job, new_rq_job_id
@@ -33,6 +34,7 @@ from service.jobs import (
     OwnershipLostError,
 )
 from service.storage import StorageError, attempt_prefix
+from worker.gpu_memory import export_gpu_memory
 from worker.leases import Heartbeat, redis_unavailable, storage_unavailable, with_backoff
 from worker.runtime import WorkerRuntime, current_runtime
 from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
@@ -248,13 +250,24 @@ class JobRunner:
             if time.monotonic() - last_write < settings.progress_interval_s:
                 return
             last_write = time.monotonic()
+            self._export_gpu_memory(model.device)
             try:
                 updated = self.store.update(record.id, lambda r: _set_progress(r, done, total), owner=owner)
             except redis.RedisError:
                 return  # progress is best effort
             self.services.notifier.notify(updated, "progress")
 
-        return upscale_video(source, output, model, options, progress)
+        try:
+            return upscale_video(source, output, model, options, progress)
+        finally:
+            self._export_gpu_memory(model.device)  # after every job, whatever its outcome
+
+    def _export_gpu_memory(self, device: torch.device) -> None:
+        """Update `vsr_gpu_memory_bytes` (CUDA engines only); a metric never fails a job."""
+        try:
+            export_gpu_memory(self.metrics, device)
+        except Exception:
+            log.debug("cannot read GPU memory on %s", device, exc_info=True)
 
     def _publish(self, path: Path, staging: str, key: str, container: str) -> None:
         """Upload under this attempt's staging key, then publish: the final key only ever holds a whole

@@ -69,7 +69,7 @@ def test_default_model_says_which_weights_it_uses(tmp_path: Path) -> None:
     source = make_test_clip(tmp_path / "in.mp4", frames=2, width=32, height=16, audio=False)
     result = run_vsr("upscale", source, tmp_path / "out.mkv", "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert "model: UNTRAINED fastvsr-tiny" in result.stderr
+    assert "model: shipped weights" in result.stderr and "fastvsr-tiny" in result.stderr
     assert probe_video(tmp_path / "out.mkv").width == 128
 
 

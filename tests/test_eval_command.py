@@ -20,7 +20,7 @@ from tests.conftest import tiny_model
 from vsr.cli import main
 
 VIMEO = "vimeo_tiny/00001_0266"
-MODEL = "fastvsr-tiny (untrained)"
+MODEL = "baseline-tiny (untrained)"  # no trained weights ship for it: output = torch bicubic
 ROW_KEYS = {
     "psnr_y",
     "ssim_y",
@@ -65,11 +65,11 @@ def test_eval_folder_writes_report_and_crops(
 ) -> None:
     out = tmp_path / "report"
     code, stdout, stderr = run_cli(
-        ["eval", shared_data / "vimeo_tiny", "--config", "fastvsr-tiny", "--out", out, "--threads", "2"],
+        ["eval", shared_data / "vimeo_tiny", "--config", "baseline-tiny", "--out", out, "--threads", "2"],
         capsys,
     )
     assert code == 0, stderr
-    assert "UNTRAINED fastvsr-tiny" in stderr  # the weights in use are named
+    assert "UNTRAINED baseline-tiny" in stderr  # the weights in use are named
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["crop_border"] == 0
     assert "rgb2ycbcr" in report["settings"]["y_channel"] and "Farneback" in report["settings"]["ewarp"]

@@ -145,7 +145,9 @@ def test_downscale2_maps_to_the_encoder_grid() -> None:
     assert x.shape == (2, 3, 3, 16, 24) and x.min() >= -1 and x.max() <= 1
 
 
-def test_vsr_train_writes_a_loadable_model_and_its_logs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_vsr_train_writes_a_loadable_model_and_its_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "model"
     code = main(["train", "--out", str(out), "--steps-scale", "0.004", "--quiet", "--threads", "2"])
     assert code == 0

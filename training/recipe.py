@@ -42,6 +42,7 @@ from training.objectives import (
     upsample_bound,
 )
 
+WARMUP_STEPS = 50
 Batch = tuple[torch.Tensor, torch.Tensor]  # (LR, HR), (B, 3, T, H, W) in [0, 1]
 
 
@@ -142,10 +143,18 @@ def optimise(
     log_every: int,
     validate: Callable[[], dict[str, float]] | None = None,
 ) -> list[dict[str, float]]:
-    """AdamW with a cosine schedule and gradient clipping; returns the validation curve."""
+    """AdamW, linear warm-up then cosine schedule, gradient clipping; returns the validation curve."""
     optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=max(1, steps), eta_min=learning_rate / 20
+    warmup = min(WARMUP_STEPS, max(1, steps // 10))  # Adam's first steps would jolt a trained module
+    schedule = torch.optim.lr_scheduler.SequentialLR(
+        optimiser,
+        [
+            torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=0.05, total_iters=warmup),
+            torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimiser, T_max=max(1, steps - warmup), eta_min=learning_rate / 20
+            ),
+        ],
+        milestones=[warmup],
     )
     curve: list[dict[str, float]] = []
     for step in range(steps):

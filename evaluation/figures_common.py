@@ -25,7 +25,6 @@ DPI = 100
 MARGIN = 8  # px around and between panels
 TITLE_HEIGHT = 30  # px of title band per title line
 LABEL_HEIGHT = 20  # px of label band above each panel
-FRAME_SUFFIXES = (".png",)
 
 
 class FigureError(Exception):
@@ -63,21 +62,15 @@ def load_frames(path: str | Path, limit: int | None = None) -> list[np.ndarray]:
 
 
 def _folder_frames(folder: Path, limit: int | None) -> list[np.ndarray]:
-    from PIL import Image, UnidentifiedImageError
+    """Frame images of `folder` in natural name order, all the size of the first (`vsr eval`'s reader)."""
+    from evaluation.sequences import EvalError, frame_files, image_size, read_frame
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)[:limit]
-    if not files:
-        raise FigureError("no_frames", f"{folder} holds no .png frames")
-    frames = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise FigureError("bad_frame", f"cannot read image {file}: {exc}") from exc
-        if frames[-1].shape != frames[0].shape:
-            raise FigureError("size_mismatch", f"{file} is not the size of {files[0].name}")
-    return frames
+    try:
+        files = frame_files(folder)[:limit]
+        size = image_size(files[0])
+        return [read_frame(file, size) for file in files]
+    except EvalError as exc:
+        raise FigureError(exc.code, str(exc)) from exc
 
 
 def bicubic_x4(frame: np.ndarray) -> np.ndarray:

@@ -37,19 +37,22 @@ LOGVAR_RANGE = (-30.0, 20.0)
 _STARTED = "started"
 
 
+def is_first_chunk_peek(cache: StreamCache | None, owner: str) -> bool:
+    """True for a whole clip or the first chunk of a stream (the stream is not marked as started)."""
+    return cache is None or f"{owner}.{_STARTED}" not in cache
+
+
 def is_first_chunk(cache: StreamCache | None, owner: str) -> bool:
     """True for a whole clip or the first chunk of a stream; marks the stream as started."""
-    if cache is None:
-        return True
-    key = f"{owner}.{_STARTED}"
-    first = key not in cache
-    cache[key] = torch.ones(())
+    first = is_first_chunk_peek(cache, owner)
+    if cache is not None:
+        cache[f"{owner}.{_STARTED}"] = torch.ones(())
     return first
 
 
-def is_first_chunk_peek(cache: StreamCache | None, owner: str) -> bool:
-    """Like `is_first_chunk`, without marking the stream as started."""
-    return cache is None or f"{owner}.{_STARTED}" not in cache
+def pad_first_frame(video: torch.Tensor, tc: int) -> torch.Tensor:
+    """(B, C, 1 + k * tc, H, W) front-padded with tc - 1 copies of frame 0: (B, C, (k + 1) * tc, H, W)."""
+    return torch.cat([video[:, :, :1].expand(-1, -1, tc - 1, -1, -1), video], dim=2)
 
 
 def continuing_cache() -> StreamCache:
@@ -101,8 +104,7 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         tc = self.config.temporal_compression
         if tc > 1 and is_first_chunk(cache, "encoder"):
-            first = video[:, :, :1].expand(-1, -1, tc - 1, -1, -1)
-            video = torch.cat([first, video], dim=2)  # (B, 3, n * tc, H, W)
+            video = pad_first_frame(video, tc)  # (B, 3, n * tc, H, W)
         h = run_blocks(self.down, self.conv_in(video, cache), cache)
         h = run_blocks(self.mid, h, cache)
         h = self.conv_out(F.silu(self.norm_out(h)), cache)  # (B, 2Z, n, H/8, W/8)
@@ -143,7 +145,7 @@ class Decoder(nn.Module):
         if self.lr_in is not None and guide is not None:
             tc = self.config.temporal_compression
             if tc > 1 and is_first_chunk_peek(cache, "decoder"):
-                guide = torch.cat([guide[:, :, :1].expand(-1, -1, tc - 1, -1, -1), guide], dim=2)
+                guide = pad_first_frame(guide, tc)
             h = h + self.lr_in(guide, cache)
         h = F.silu(self.norm_out(run_blocks(self.up[last_level:], h, cache)))  # (B, 4C, n * tc, 8h, 8w)
         if self.head == "f16":

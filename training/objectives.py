@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from models.sr_model import resize_frames
+
 LAPLACE_SCALE = 0.05  # b, on the [-1, 1] data range
 
 
@@ -70,10 +72,7 @@ def guided_decoder_loss(
 
 def upsample_bound(f8_video: torch.Tensor) -> torch.Tensor:
     """The f8 path's output (B, 3, T, h, w) in [0, 1] -> bicubic x2 (B, 3, T, 2h, 2w)."""
-    b, c, t, h, w = f8_video.shape
-    frames = f8_video.transpose(1, 2).reshape(b * t, c, h, w)
-    up = F.interpolate(frames, scale_factor=2.0, mode="bicubic", align_corners=False)
-    return up.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2).clamp(0, 1)
+    return resize_frames(f8_video, 2, "bicubic").clamp(0, 1)
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:

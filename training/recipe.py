@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.blocks import batch_to_frames, frames_to_batch
 from models.config import VSRConfig
 from models.sr_model import VSRModel, resize_frames
 from models.vae import Decoder
@@ -122,10 +123,10 @@ class Logger:
 
 def downscale2(hr: torch.Tensor) -> torch.Tensor:
     """HR (B, 3, T, H, W) -> the encoder-input grid (x2 down, antialiased bicubic), in [-1, 1]."""
-    b, c, t, h, w = hr.shape
-    frames = hr.transpose(1, 2).reshape(b * t, c, h, w)
-    down = F.interpolate(frames, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False)
-    return down.reshape(b, t, c, h // 2, w // 2).transpose(1, 2).clamp(0, 1) * 2.0 - 1.0
+    frames = F.interpolate(
+        frames_to_batch(hr), scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False
+    )
+    return batch_to_frames(frames, hr.shape[0]).clamp(0, 1) * 2.0 - 1.0
 
 
 def batches(pool: ClipPool, batch_size: int, rng: np.random.Generator) -> Iterable[Batch]:

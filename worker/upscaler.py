@@ -1,8 +1,10 @@
 """Run a model's engines over a stream of frames, chunk by chunk, with constant memory.
 
 Chunks share a streaming cache, so the output equals whole-clip processing (the model is causal in
-time). The stages run through an `EngineSet` (torch, ONNX Runtime or TensorRT); a bare `VSRModel` runs
-through torch fp32 engines with no shape bounds. Frames of any size are padded (replicate, bottom/right)
+time). Frames whose chunk would not fit the memory budget run as overlapping spatial tiles, each with
+its own stream (worker/tiling.py, worker/memory_budget.py). The stages run through an `EngineSet`
+(torch, ONNX Runtime or TensorRT); a bare `VSRModel` runs through torch fp32 engines with no shape
+bounds. Frames of any size are padded (replicate, bottom/right)
 to the model's multiple and cropped back; a clip whose length does not fit the temporal layout is padded
 with copies of its last frame.
 No I/O here: frames in, frames out.
@@ -24,10 +26,13 @@ from engines.pipeline import EngineSet, StreamState, torch_engines
 from models.config import OUTPUT_SCALE, VSRConfig
 from models.macs import MacCount, count_macs
 from models.sr_model import VSRModel
+from worker.memory_budget import chunk_memory, tile_window
+from worker.tiling import Tile, plan_tiles
 
 STAGES = ("encode", "denoise", "decode")
 DEFAULT_CHUNK_FRAMES = 8  # 8 frames of 1280x704 output: ~4.6 GB peak RSS with fastvsr-tiny on CPU
 COMPONENTS = ("encoder", "denoiser", "decoder", "total")
+DEFAULT_TILE_OVERLAP = 16  # low-res pixels of context on each inner side of a tile
 T = TypeVar("T")
 
 
@@ -53,6 +58,16 @@ def padded_size(size: int, multiple: int) -> int:
     return -(-size // multiple) * multiple
 
 
+def _inside(core: slice, limit: int, window_start: int) -> tuple[slice, slice] | None:
+    """The part of an output `core` (frame coordinates) inside [0, limit), in frame and in window
+    coordinates (the window starts at low-res `window_start`); None if the core lies in the padding."""
+    stop = min(core.stop, limit)
+    if stop <= core.start:
+        return None
+    offset = window_start * OUTPUT_SCALE
+    return slice(core.start, stop), slice(core.start - offset, stop - offset)
+
+
 class ClipUpscaler:
     """Upscales one clip at a time; create once per model and reuse."""
 
@@ -62,41 +77,71 @@ class ClipUpscaler:
         *,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         device: str | torch.device = "cpu",
+        memory_budget_bytes: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
     ) -> None:
-        """`device` applies to a bare `VSRModel`; an `EngineSet` runs where its engines were loaded."""
+        """`device` applies to a bare `VSRModel`; an `EngineSet` runs where its engines were loaded.
+        `memory_budget_bytes` bounds one chunk's activations (None: whole frames, however large)."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        if tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
         self.engines = model if isinstance(model, EngineSet) else torch_engines(model, device)
         self.config = self.engines.config
         tc = self.config.vae.temporal_compression
         self.chunk_frames = padded_size(chunk_frames, tc)  # a whole number of latent frames
         self.device = self.engines.device
+        self.memory_budget_bytes = memory_budget_bytes
+        self.tile_overlap = tile_overlap
 
-    def check_frame_size(self, height: int, width: int) -> None:
-        """Raise `ShapeOutOfProfileError` if frames of this size (or a first chunk) fall outside the
-        engines' profile, before any work is done."""
-        multiple, tc = self.config.lr_multiple, self.config.vae.temporal_compression
-        shape = (1, 3, self.chunk_frames + tc, padded_size(height, multiple), padded_size(width, multiple))
+    def plan(self, height: int, width: int) -> list[Tile]:
+        """The tiles frames of this size run as (one tile: the whole padded frame).
+        Raises `MemoryBudgetError` if not even the smallest tile fits the budget."""
+        multiple = self.config.lr_multiple
+        rows, cols = padded_size(height, multiple), padded_size(width, multiple)
+        window = (rows, cols)
+        if self.memory_budget_bytes is not None:
+            smallest = padded_size(2 * (self.tile_overlap + multiple - 1) + multiple, multiple)
+            memory = chunk_memory(self.config, self.chunk_frames)
+            window = tile_window(memory, rows, cols, self.memory_budget_bytes, multiple, smallest)
+        return plan_tiles(rows, cols, window, self.tile_overlap, align=multiple)
+
+    def check_frame_size(self, height: int, width: int) -> list[Tile]:
+        """Plan the tiles of frames of this size before any work is done. Raises `MemoryBudgetError`,
+        or `ShapeOutOfProfileError` if a tile (or a first chunk) falls outside the engines' profile."""
+        tiles = self.plan(height, width)
+        tc = self.config.vae.temporal_compression
+        shape = (1, 3, self.chunk_frames + tc, tiles[0].rows.size, tiles[0].cols.size)
         self.engines.engines["encoder"].io.profile.check("encoder", "lr", shape)
+        return tiles
 
     def upscale(
         self, frames: Iterable[np.ndarray], stats: UpscaleStats | None = None
     ) -> Iterator[np.ndarray]:
         """Yield one (4H, 4W, 3) uint8 frame per (H, W, 3) uint8 input frame, in order."""
         stats = stats if stats is not None else UpscaleStats()
-        stream = self.engines.new_stream()
+        tiles: list[Tile] = []
+        streams: list[StreamState] = []
         buffer: list[np.ndarray] = []
         first = True
         for frame in frames:
+            if not tiles:
+                tiles = self.plan(*frame.shape[:2])
+                streams = [self.engines.new_stream() for _ in tiles]
             buffer.append(frame)
             if len(buffer) == self.chunk_frames + (1 if first else 0):
-                yield from self._run_chunk(buffer, first, stream, stats)
+                yield from self._run_chunk(buffer, first, tiles, streams, stats)
                 buffer, first = [], False
         if buffer:
-            yield from self._run_chunk(buffer, first, stream, stats)
+            yield from self._run_chunk(buffer, first, tiles, streams, stats)
 
     def _run_chunk(
-        self, frames: list[np.ndarray], first: bool, stream: StreamState, stats: UpscaleStats
+        self,
+        frames: list[np.ndarray],
+        first: bool,
+        tiles: list[Tile],
+        streams: list[StreamState],
+        stats: UpscaleStats,
     ) -> Iterator[np.ndarray]:
         real = len(frames)
         tc = self.config.vae.temporal_compression
@@ -104,12 +149,22 @@ class ClipUpscaler:
         frames = frames + [frames[-1]] * (length - real)
         height, width = frames[0].shape[:2]
         clip = self._to_tensor(frames)  # (1, 3, T, H', W')
-        with torch.inference_mode():
-            video = self.engines.upscale_chunk(clip, stream, lambda stage, fn: self._timed(stats, stage, fn))
-        stats.add_macs(_chunk_macs(self.config, length, clip.shape[-2], clip.shape[-1], first))
+        out = np.empty((real, height * OUTPUT_SCALE, width * OUTPUT_SCALE, 3), np.uint8)
+        for tile, stream in zip(tiles, streams, strict=True):
+            window = clip[:, :, :, tile.rows.window, tile.cols.window]
+            with torch.inference_mode():
+                video = self.engines.upscale_chunk(
+                    window, stream, lambda stage, fn: self._timed(stats, stage, fn)
+                )
+            stats.add_macs(_chunk_macs(self.config, length, window.shape[-2], window.shape[-1], first))
+            rows = _inside(tile.rows.core(OUTPUT_SCALE), height * OUTPUT_SCALE, tile.rows.start)
+            cols = _inside(tile.cols.core(OUTPUT_SCALE), width * OUTPUT_SCALE, tile.cols.start)
+            if rows is None or cols is None:
+                continue  # the tile's core lies in the padding
+            part = video[0, :, :real, rows[1], cols[1]]
+            part = (part * 255.0).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()  # (T, h, w, 3)
+            out[:, rows[0], cols[0]] = part
         stats.frames += real
-        out = video[0, :, :real, : height * OUTPUT_SCALE, : width * OUTPUT_SCALE]
-        out = (out * 255.0).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()  # (T, 4H, 4W, 3)
         yield from out
 
     def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:

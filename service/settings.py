@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     device: str = "cpu"
     engine: EngineSettings = Field(default_factory=EngineSettings)
     chunk_frames: int = Field(8, ge=1)
+    memory_budget_mb: int | None = Field(
+        4096, ge=1, description="activation memory of one chunk; larger frames run as tiles (None: off)"
+    )
     progress_interval_s: float = Field(1.0, ge=0, description="job record / webhook progress throttle")
     worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")
 

@@ -46,6 +46,12 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     up.add_argument("--crf", type=int, default=18, help="constant rate factor, 0..51 (lower is better)")
     up.add_argument("--preset", default="medium", help="x264/x265 preset")
     up.add_argument("--chunk-frames", type=int, help="frames per model chunk (memory); default 8")
+    up.add_argument(
+        "--memory-budget-mb",
+        type=int,
+        default=4096,
+        help="activation memory of one chunk (MiB); larger frames run as overlapping tiles (default 4096)",
+    )
     up.add_argument("--device", default="cpu", help="cpu or cuda")
     up.add_argument("--backend", choices=BACKENDS, default="auto", help="inference engine (auto: best here)")
     up.add_argument("--precision", choices=PRECISIONS, default="auto", help="engine precision")

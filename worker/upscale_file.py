@@ -1,6 +1,8 @@
 """Upscale one video file to another: decode -> model, chunk by chunk -> encode (+ audio copy).
 
-The output file appears only when the whole video was written; any failure leaves no partial file.
+Decoding and encoding run on their own threads, with bounded queues, while the model runs
+(worker/stages.py). The output file appears only when the whole video was written; any failure leaves
+no partial file.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from engines.base import ShapeOutOfProfileError
 from engines.pipeline import EngineSet
 from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
+from worker.memory_budget import MemoryBudgetError
+from worker.stages import run_overlapped
 from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
 from worker.video_io import (
+    Frame,
     VideoError,
     VideoInfo,
     VideoWriter,
@@ -46,6 +51,7 @@ class UpscaleOptions:
     device: str = "cpu"
     max_input_pixels: int | None = None  # refuse larger frames (decompression bombs) before decoding
     max_input_frames: int | None = None  # refuse longer videos (header, then while decoding)
+    memory_budget_bytes: int | None = None  # one chunk's activations; larger frames run as tiles
 
     def validate(self, output: Path) -> None:
         """Raise `VideoError("unsupported_option")` for any option this output cannot take."""
@@ -56,6 +62,10 @@ class UpscaleOptions:
         validate_encode_options(output, self.codec, self.crf, self.preset)
         if self.chunk_frames < 1:
             raise VideoError("unsupported_option", f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
+            raise VideoError(
+                "unsupported_option", f"memory_budget_bytes must be > 0, got {self.memory_budget_bytes}"
+            )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise VideoError(
                 "unsupported_option", f"device {self.device!r} requested but no CUDA GPU is available"
@@ -107,23 +117,21 @@ def upscale_video(
     info = probe_video(source)
     check_input_limits(info, options)
     width, height = info.width * OUTPUT_SCALE, info.height * OUTPUT_SCALE
-    upscaler = ClipUpscaler(model, chunk_frames=options.chunk_frames, device=options.device)
+    upscaler = ClipUpscaler(
+        model,
+        chunk_frames=options.chunk_frames,
+        device=options.device,
+        memory_budget_bytes=options.memory_budget_bytes,
+    )
     try:
         upscaler.check_frame_size(info.height, info.width)
-    except ShapeOutOfProfileError as exc:
+    except (ShapeOutOfProfileError, MemoryBudgetError) as exc:
         raise VideoError("input_too_large", str(exc)) from exc
     stats = UpscaleStats()
-    frames = iter_frames(source, options.max_input_frames)
     pts_queue: deque[int | None] = deque()  # input timestamps, kept for the output frames
-    clock = {"decode": 0.0, "encode": 0.0}
 
-    def images() -> Iterator[np.ndarray]:
-        while True:
-            start = time.perf_counter()
-            frame = next(frames, None)
-            clock["decode"] += time.perf_counter() - start
-            if frame is None:
-                return
+    def images(frames: Iterator[Frame]) -> Iterator[np.ndarray]:
+        for frame in frames:
             pts_queue.append(frame.pts)
             yield frame.image
 
@@ -139,15 +147,14 @@ def upscale_video(
         audio_source=source if options.copy_audio and info.has_audio else None,
     )
     with writer:
-        for done, image in enumerate(upscaler.upscale(images(), stats), start=1):
-            start = time.perf_counter()
-            writer.write(image, pts_queue.popleft())
-            clock["encode"] += time.perf_counter() - start
-            if progress is not None:
-                progress(done, info.frames_estimate)
+        times = run_overlapped(
+            iter_frames(source, options.max_input_frames),
+            lambda frames: upscaler.upscale(images(frames), stats),
+            lambda image: writer.write(image, pts_queue.popleft()),
+            depth=upscaler.chunk_frames + 1,  # the next chunk decodes while this one runs
+            on_output=None if progress is None else lambda done: progress(done, info.frames_estimate),
+        )
         start = time.perf_counter()
-    clock["encode"] += time.perf_counter() - start  # flush, audio copy, mux and rename
+    encode_seconds = times.write + time.perf_counter() - start  # + flush, audio copy, mux and rename
     log.info("upscaled %s -> %s (%d frames)", source, output, stats.frames)
-    return UpscaleResult(
-        output, width, height, stats.frames, info.fps, stats, clock["decode"], clock["encode"]
-    )
+    return UpscaleResult(output, width, height, stats.frames, info.fps, stats, times.read, encode_seconds)

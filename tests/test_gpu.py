@@ -59,3 +59,17 @@ def test_gpu_memory_gauge_reads_cuda() -> None:
     assert reading.peak > 0 and reading.reserved >= reading.allocated > 0  # the model's weights stay
     assert 0 < reading.device_used <= reading.device_total
     assert metrics.registry.get_sample_value("vsr_gpu_memory_bytes", {"kind": "peak"}) == reading.peak
+
+
+def test_gpu_memory_stays_within_the_tile_budget() -> None:
+    """A 720p-input chunk far over budget runs as tiles; the CUDA allocator's peak stays under it."""
+    budget = 256 << 20
+    model = tiny_model("fastvsr").cuda()
+    upscaler = ClipUpscaler(model, chunk_frames=4, device="cuda", memory_budget_bytes=budget)
+    assert len(upscaler.plan(720, 1280)) > 1
+    rng = np.random.default_rng(3)
+    clip = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(5)]
+    weights = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    assert len(list(upscaler.upscale(clip))) == 5
+    assert torch.cuda.max_memory_allocated() - weights <= budget

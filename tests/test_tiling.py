@@ -19,8 +19,8 @@ from worker.memory_budget import (
     LiveStorageBytes,
     MemoryBudgetError,
     chunk_memory,
+    plan_within_budget,
     probe_peak_bytes,
-    tile_window,
 )
 from worker.tiling import plan_tiles, split_axis
 from worker.upscaler import ClipUpscaler
@@ -59,9 +59,10 @@ def test_the_memory_model_is_affine_in_pixels_and_matches_real_tensors() -> None
     config = tiny_model().config
     memory = chunk_memory(config, 4)
     for height, width in [(48, 80), (96, 32)]:
-        assert probe_peak_bytes(config, 4, height, width) == pytest.approx(
-            memory.bytes_for(height, width), 1e-3
-        )
+        probe = probe_peak_bytes(config, 4, height, width)
+        assert probe.peak == pytest.approx(memory.bytes_for(height, width), rel=1e-3)
+        assert probe.caches == pytest.approx(memory.cache_bytes_for(height, width), rel=1e-3)
+        assert 0 < probe.caches < probe.peak
     # the fake-tensor probe counts what a real run allocates
     engines = torch_engines(tiny_model(), "cpu")
     stream = engines.new_stream()
@@ -72,29 +73,48 @@ def test_the_memory_model_is_affine_in_pixels_and_matches_real_tensors() -> None
     assert tracker.peak == pytest.approx(memory.bytes_for(48, 80), rel=0.02)
 
 
-def test_tile_window_is_the_largest_that_fits() -> None:
-    memory = ChunkMemory(fixed=10 * MIB, per_pixel=1000.0)
-    assert tile_window(memory, 64, 64, 20 * MIB, 16, 48) == (64, 64)  # 14 MiB: the whole frame
-    rows, cols = tile_window(memory, 720, 1280, 100 * MIB, 16, 48)
-    assert rows % 16 == 0 and cols % 16 == 0
-    assert memory.bytes_for(rows, cols) <= 100 * MIB
-    assert memory.bytes_for(rows + 16, cols + 16) > 100 * MIB
-    rows, cols = tile_window(memory, 64, 4096, 100 * MIB, 16, 48)  # a strip: the long axis grows
-    assert rows == 64 and cols > 1000 and memory.bytes_for(rows, cols) <= 100 * MIB
-    with pytest.raises(MemoryBudgetError, match="cannot hold even a 48x48 tile"):
-        tile_window(memory, 720, 1280, 11 * MIB, 16, 48)
+MEMORY = ChunkMemory(fixed=10 * MIB, per_pixel=1000.0, cache_per_pixel=400.0)
+
+
+def _need(tiles: list, offload: bool) -> int:
+    window = (tiles[0].rows.size, tiles[0].cols.size)
+    others = 0 if offload else (len(tiles) - 1) * MEMORY.cache_bytes_for(*window)
+    return MEMORY.bytes_for(*window) + others
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_the_plan_is_the_fewest_tiles_that_fit(offload: bool) -> None:
+    def plan(height: int, width: int, budget: int) -> list:
+        return plan_within_budget(
+            MEMORY, height, width, budget, multiple=16, overlap=16, offload_caches=offload
+        )
+
+    (whole,) = plan(64, 64, 20 * MIB)  # 14 MiB: the whole frame
+    assert (whole.rows.size, whole.cols.size) == (64, 64)
+    budget = (200 if offload else 600) * MIB  # without offload, every tile's caches stay: 351 MiB at least
+    tiles = plan(720, 1280, budget)
+    window = (tiles[0].rows.size, tiles[0].cols.size)
+    assert len(tiles) > 1 and window[0] % 16 == 0 and window[1] % 16 == 0
+    assert _need(tiles, offload) <= budget
+    bigger = plan_tiles(720, 1280, (window[0] + 16, window[1] + 16), 16, align=16)
+    assert _need(bigger, offload) > budget or len(bigger) >= len(tiles)
+    strip = plan(64, 4096, 250 * MIB)  # a strip: windows as long as the budget allows
+    assert strip[0].rows.size == 64 and strip[0].cols.size > 1000
+    with pytest.raises(MemoryBudgetError, match="over the memory budget of 11 MiB"):
+        plan(720, 1280, 11 * MIB)
 
 
 def test_tiles_keep_every_chunk_within_the_budget() -> None:
     model = tiny_model()
-    budget = 45 * MIB
+    budget = 80 * MIB
     upscaler = ClipUpscaler(model, chunk_frames=4, memory_budget_bytes=budget, tile_overlap=8)
     height, width = 50, 90
     tiles = upscaler.plan(height, width)
     assert len(tiles) > 1
     window = (tiles[0].rows.size, tiles[0].cols.size)
-    assert probe_peak_bytes(model.config, 4, *window) <= budget
-    assert probe_peak_bytes(model.config, 4, 56, 96) > budget  # the whole (padded) frame would not fit
+    probe = probe_peak_bytes(model.config, 4, *window)
+    assert probe.peak + (len(tiles) - 1) * probe.caches <= budget  # on the CPU every tile's caches stay
+    assert probe_peak_bytes(model.config, 4, 56, 96).peak > budget  # the whole (padded) frame would not fit
     rng = np.random.default_rng(0)
     clip = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(6)]
     out = list(upscaler.upscale(clip))
@@ -110,7 +130,7 @@ def test_tiled_output_matches_untiled_on_real_frames(shared_data: Path) -> None:
     gt = [imread(sequence / "GT" / n)[4 * 20 : 4 * 116, 4 * 40 : 4 * 200][..., :3] for n in names]
     model = resolve_model().model
     whole = list(ClipUpscaler(model, chunk_frames=4).upscale(lr))
-    tiled_upscaler = ClipUpscaler(model, chunk_frames=4, memory_budget_bytes=150 * MIB)
+    tiled_upscaler = ClipUpscaler(model, chunk_frames=4, memory_budget_bytes=315 * MIB)
     assert len(tiled_upscaler.plan(96, 160)) > 1
     tiled = list(tiled_upscaler.upscale(lr))
     psnr_whole = np.mean([frame_metrics(o, g)[0] for o, g in zip(whole, gt, strict=True)])

@@ -4,7 +4,9 @@ The peak is measured, not guessed: the torch reference model runs one first chun
 on fake tensors (no compute, no real allocation) while a dispatch mode tracks the bytes of every live
 tensor storage. The peak is affine in the frame's pixel count, so two probes fit it exactly. It is fp32
 activations of the torch engines (weights, caches and intermediates); bf16/fp16 engines need about half,
-and a process's RSS adds the allocator's slack and the frame buffers on top.
+and a process's RSS adds the allocator's slack and the frame buffers on top. The stream caches (the
+causal convolutions' and attention's past frames) are about half of it and live as long as the clip,
+one set per tile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch.utils._pytree import tree_flatten
 from engines.pipeline import torch_engines
 from models.config import VSRConfig
 from models.sr_model import VSRModel
+from worker.tiling import Tile, plan_tiles
 
 MIB = 1 << 20
 
@@ -57,17 +60,28 @@ class LiveStorageBytes(TorchDispatchMode):
 
 @dataclass(frozen=True)
 class ChunkMemory:
-    """Peak bytes of one chunk of a fixed length: `fixed + per_pixel * height * width` (low-res sizes)."""
+    """Peak bytes of one chunk of a fixed length, `fixed + per_pixel * pixels` (low-res pixels), of which
+    `cache_per_pixel * pixels` are the stream caches that stay alive between chunks."""
 
     fixed: float
     per_pixel: float
+    cache_per_pixel: float
 
     def bytes_for(self, height: int, width: int) -> int:
         return round(self.fixed + self.per_pixel * height * width)
 
+    def cache_bytes_for(self, height: int, width: int) -> int:
+        return round(self.cache_per_pixel * height * width)
 
-def probe_peak_bytes(config: VSRConfig, chunk_frames: int, height: int, width: int) -> int:
-    """Peak live bytes of a first chunk (`chunk_frames` + the first frame) then a steady chunk."""
+
+@dataclass(frozen=True)
+class Probe:
+    peak: int  # bytes of live tensors at the worst moment
+    caches: int  # bytes of the stream caches kept for the next chunk
+
+
+def probe_peak_bytes(config: VSRConfig, chunk_frames: int, height: int, width: int) -> Probe:
+    """Live bytes of a first chunk (`chunk_frames` + the first frame) then a steady chunk."""
     tc = config.vae.temporal_compression
     engines = torch_engines(VSRModel(config).eval(), "cpu")  # real weights: a few MB, built in ms
     with FakeTensorMode(allow_non_fake_inputs=True), torch.inference_mode():
@@ -76,7 +90,8 @@ def probe_peak_bytes(config: VSRConfig, chunk_frames: int, height: int, width: i
             first = torch.zeros(1, 3, chunk_frames + tc, height, width)
             engines.upscale_chunk(first, stream)
             engines.upscale_chunk(first[:, :, :chunk_frames], stream)
-    return tracker.peak
+        caches = sum(t.untyped_storage().nbytes() for t in stream.caches.values())
+    return Probe(tracker.peak, caches)
 
 
 @lru_cache(maxsize=32)
@@ -85,38 +100,46 @@ def chunk_memory(config: VSRConfig, chunk_frames: int) -> ChunkMemory:
     side = config.lr_multiple * max(1, 32 // config.lr_multiple)
     small = probe_peak_bytes(config, chunk_frames, side, side)
     large = probe_peak_bytes(config, chunk_frames, side, 2 * side)
-    per_pixel = (large - small) / (side * side)
-    return ChunkMemory(fixed=small - per_pixel * side * side, per_pixel=per_pixel)
+    pixels = side * side
+    per_pixel = (large.peak - small.peak) / pixels
+    cache_per_pixel = (large.caches - small.caches) / pixels
+    return ChunkMemory(small.peak - per_pixel * pixels, per_pixel, cache_per_pixel)
 
 
 class MemoryBudgetError(ValueError):
-    """Not even the smallest tile fits the memory budget."""
+    """Not even the smallest tiles fit the memory budget."""
 
 
-def tile_window(
-    memory: ChunkMemory, height: int, width: int, budget_bytes: int, multiple: int, smallest: int
-) -> tuple[int, int]:
-    """The largest window (rows, cols), multiples of `multiple`, whose chunk fits `budget_bytes`.
+def plan_within_budget(
+    memory: ChunkMemory,
+    height: int,
+    width: int,
+    budget_bytes: int,
+    *,
+    multiple: int,
+    overlap: int,
+    offload_caches: bool,
+) -> list[Tile]:
+    """The fewest, largest tiles whose memory fits `budget_bytes`: the whole frame if it fits.
 
-    The whole frame when it fits; else square windows (cut to the frame), as large as the budget allows.
+    The peak is one tile's chunk plus the caches every other tile keeps between chunks, unless those
+    are offloaded to host memory (`offload_caches`, engines on a GPU).
     """
-    if memory.bytes_for(height, width) <= budget_bytes:
-        return height, width
-    pixels = (budget_bytes - memory.fixed) / memory.per_pixel
-    side = int(max(pixels, 0) ** 0.5) // multiple * multiple
-    while side >= smallest:
+    smallest = -(-(2 * (overlap + multiple - 1) + multiple) // multiple) * multiple
+    least = need = memory.bytes_for(height, width)
+    if need <= budget_bytes:
+        return plan_tiles(height, width, (height, width), overlap)
+    for side in range(max(height, width) - multiple, smallest - 1, -multiple):
         window = (min(side, height), min(side, width))
-        if memory.bytes_for(*window) <= budget_bytes:
-            if min(window) == side:
-                return window
-            # one axis is cut to the frame: grow the other while the budget allows
-            long_axis = max(height, width)
-            other = int((pixels / min(window)) // multiple * multiple)
-            grown = min(max(other, side), long_axis)
-            return (min(window), grown) if height < width else (grown, min(window))
-        side -= multiple
-    need = memory.bytes_for(smallest, smallest) / MIB
+        tiles = plan_tiles(height, width, window, overlap, align=multiple)
+        need = memory.bytes_for(*window)
+        if not offload_caches:
+            need += (len(tiles) - 1) * memory.cache_bytes_for(*window)
+        if need <= budget_bytes:
+            return tiles
+        least = min(least, need)
+    where = "in host memory" if not offload_caches else "per tile"
     raise MemoryBudgetError(
-        f"a memory budget of {budget_bytes / MIB:.0f} MiB cannot hold even a {smallest}x{smallest} tile "
-        f"(about {need:.0f} MiB per chunk); raise the budget or lower chunk_frames"
+        f"a {width}x{height} frame needs at least {least / MIB:.0f} MiB ({where}), over the memory budget "
+        f"of {budget_bytes / MIB:.0f} MiB; raise the budget or lower chunk_frames"
     )

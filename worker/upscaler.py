@@ -26,7 +26,7 @@ from engines.pipeline import EngineSet, StreamState, torch_engines
 from models.config import OUTPUT_SCALE, VSRConfig
 from models.macs import MacCount, count_macs
 from models.sr_model import VSRModel
-from worker.memory_budget import chunk_memory, tile_window
+from worker.memory_budget import chunk_memory, plan_within_budget
 from worker.tiling import Tile, plan_tiles
 
 STAGES = ("encode", "denoise", "decode")
@@ -56,6 +56,10 @@ def _chunk_macs(config: VSRConfig, frames: int, height: int, width: int, first: 
 
 def padded_size(size: int, multiple: int) -> int:
     return -(-size // multiple) * multiple
+
+
+def _move_caches(stream: StreamState, device: torch.device) -> None:
+    stream.caches = {name: tensor.to(device) for name, tensor in stream.caches.items()}
 
 
 def _inside(core: slice, limit: int, window_start: int) -> tuple[slice, slice] | None:
@@ -99,12 +103,22 @@ class ClipUpscaler:
         Raises `MemoryBudgetError` if not even the smallest tile fits the budget."""
         multiple = self.config.lr_multiple
         rows, cols = padded_size(height, multiple), padded_size(width, multiple)
-        window = (rows, cols)
-        if self.memory_budget_bytes is not None:
-            smallest = padded_size(2 * (self.tile_overlap + multiple - 1) + multiple, multiple)
-            memory = chunk_memory(self.config, self.chunk_frames)
-            window = tile_window(memory, rows, cols, self.memory_budget_bytes, multiple, smallest)
-        return plan_tiles(rows, cols, window, self.tile_overlap, align=multiple)
+        if self.memory_budget_bytes is None:
+            return plan_tiles(rows, cols, (rows, cols), self.tile_overlap)
+        return plan_within_budget(
+            chunk_memory(self.config, self.chunk_frames),
+            rows,
+            cols,
+            self.memory_budget_bytes,
+            multiple=multiple,
+            overlap=self.tile_overlap,
+            offload_caches=self.offload_caches,
+        )
+
+    @property
+    def offload_caches(self) -> bool:
+        """On a GPU, the caches of the tiles not running wait in host memory."""
+        return self.device.type != "cpu"
 
     def check_frame_size(self, height: int, width: int) -> list[Tile]:
         """Plan the tiles of frames of this size before any work is done. Raises `MemoryBudgetError`,
@@ -148,14 +162,20 @@ class ClipUpscaler:
         length = 1 + padded_size(real - 1, tc) if first else padded_size(real, tc)
         frames = frames + [frames[-1]] * (length - real)
         height, width = frames[0].shape[:2]
-        clip = self._to_tensor(frames)  # (1, 3, T, H', W')
+        # tiles: the whole frame stays in host memory and each window moves to the device in turn
+        clip = self._to_tensor(frames, self.device if len(tiles) == 1 else torch.device("cpu"))
         out = np.empty((real, height * OUTPUT_SCALE, width * OUTPUT_SCALE, 3), np.uint8)
         for tile, stream in zip(tiles, streams, strict=True):
-            window = clip[:, :, :, tile.rows.window, tile.cols.window]
+            window = clip[:, :, :, tile.rows.window, tile.cols.window].to(self.device)
+            offload = self.offload_caches and len(tiles) > 1
+            if offload:
+                _move_caches(stream, self.device)
             with torch.inference_mode():
                 video = self.engines.upscale_chunk(
                     window, stream, lambda stage, fn: self._timed(stats, stage, fn)
                 )
+            if offload:
+                _move_caches(stream, torch.device("cpu"))
             stats.add_macs(_chunk_macs(self.config, length, window.shape[-2], window.shape[-1], first))
             rows = _inside(tile.rows.core(OUTPUT_SCALE), height * OUTPUT_SCALE, tile.rows.start)
             cols = _inside(tile.cols.core(OUTPUT_SCALE), width * OUTPUT_SCALE, tile.cols.start)
@@ -167,8 +187,9 @@ class ClipUpscaler:
         stats.frames += real
         yield from out
 
-    def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
-        clip = torch.from_numpy(np.stack(frames)).to(self.device)  # (T, H, W, 3) uint8
+    def _to_tensor(self, frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        """(1, 3, T, H', W') float in [0, 1] on `device`, padded to the model's multiple."""
+        clip = torch.from_numpy(np.stack(frames)).to(device)  # (T, H, W, 3) uint8
         clip = clip.permute(3, 0, 1, 2).unsqueeze(0).float() / 255.0  # (1, 3, T, H, W)
         h, w = clip.shape[-2:]
         multiple = self.config.lr_multiple

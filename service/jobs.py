@@ -68,8 +68,24 @@ class InputRef(BaseModel):
 
 
 class Progress(BaseModel):
+    """Frames done of the current attempt, the expected total, and that attempt's speed."""
+
     frames_done: int = 0
     frames_total: int | None = None
+    fps: float | None = Field(
+        None,
+        description="frames per second of this attempt: its average since the upscale started "
+        "(the whole run's average once succeeded); null before the first frame",
+    )
+    eta_s: float | None = Field(
+        None,
+        description="seconds to finish at that rate: (frames_total - frames_done) / fps; "
+        "null while either is unknown, 0 once succeeded",
+    )
+
+    def restart(self) -> None:
+        """A new attempt starts from frame 0 (the expected total stays)."""
+        self.frames_done, self.fps, self.eta_s = 0, None, None
 
 
 class JobError(BaseModel):

@@ -54,6 +54,7 @@ class ServiceMetrics:
             "vsr_stage_seconds", "Time per job stage", ["stage"], buckets=STAGE_BUCKETS, registry=r
         )
         self.macs = Counter("vsr_macs", "Multiply-accumulates computed", ["component"], registry=r)
+        # Counted as frames leave the model (every attempt, whatever its outcome), so rate() is live.
         self.frames = Counter("vsr_frames", "Frames upscaled", registry=r)
         self.frame_seconds = Histogram(
             "vsr_frame_inference_seconds", "Model time per frame", buckets=FRAME_BUCKETS, registry=r
@@ -72,6 +73,35 @@ class ServiceMetrics:
         self.gpu_memory = Gauge(
             "vsr_gpu_memory_bytes", "GPU memory of a worker, by kind", ["kind"], registry=r
         )
+
+        # The worker's current job (one job per worker process; 0 when idle, NaN while unknown).
+        self.job_frames = Gauge(
+            "vsr_worker_job_frames",
+            "Frames of the worker's current job: done so far, and the total expected",
+            ["kind"],
+            registry=r,
+        )
+        self.job_fps = Gauge(
+            "vsr_worker_frames_per_second",
+            "Frames per second of the worker's current job (its attempt's average so far)",
+            registry=r,
+        )
+        self.job_eta = Gauge(
+            "vsr_worker_eta_seconds", "Seconds until the worker's current job finishes", registry=r
+        )
+        self.clear_job_progress()
+
+    def set_job_progress(self, done: int, total: int | None, fps: float | None, eta_s: float | None) -> None:
+        """Export the current job's progress (None: not known yet)."""
+        nan = float("nan")
+        self.job_frames.labels(kind="done").set(done)
+        self.job_frames.labels(kind="total").set(nan if total is None else total)
+        self.job_fps.set(nan if fps is None else fps)
+        self.job_eta.set(nan if eta_s is None else eta_s)
+
+    def clear_job_progress(self) -> None:
+        """The worker is idle: every current-job gauge reads 0."""
+        self.set_job_progress(0, 0, 0.0, 0.0)
 
     def set_gpu_memory(self, reading: GpuMemory) -> None:
         for kind in GPU_MEMORY_KINDS:

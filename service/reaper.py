@@ -81,7 +81,7 @@ class JobReaper:
             else:
                 record.status = JobStatus.QUEUED
                 record.rq_job_id = new_rq_job_id(job_id)
-                record.progress.frames_done = 0
+                record.progress.restart()
 
         try:
             record = self.store.update(job_id, change)

@@ -83,6 +83,8 @@ def test_openapi_and_docs_are_served(api: ServiceThreads) -> None:
         assert path in spec["paths"]
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
+    progress = spec["components"]["schemas"]["Progress"]["properties"]
+    assert set(progress) == {"frames_done", "frames_total", "fps", "eta_s"}
     assert httpx.get(f"{api.url}/docs").status_code == 200
 
 
@@ -105,7 +107,7 @@ def test_upload_is_queued_and_readable(
     assert response.headers["location"] == job["urls"]["get"]
     again = httpx.get(job["urls"]["get"], headers=acme.headers).json()
     assert again["params"]["codec"] == "h265" and again["params"]["model"] == "fastvsr-tiny"
-    assert again["progress"] == {"frames_done": 0, "frames_total": None}
+    assert again["progress"] == {"frames_done": 0, "frames_total": None, "fps": None, "eta_s": None}
     stored = files_under(api.settings.data_dir / "objects")
     assert len(stored) == 1 and stored[0].read_bytes() == clip.read_bytes()
     assert files_under(api.settings.data_dir / "spool") == []

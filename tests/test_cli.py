@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -51,6 +52,15 @@ def test_upscale_generated_clip_with_audio(tmp_path: Path, model_dir: Path) -> N
     assert set(summary["seconds"]) == {"encode", "denoise", "decode", "wall"}
     assert summary["macs"]["total"] == sum(summary["macs"][k] for k in ("encoder", "denoiser", "decoder")) > 0
     assert "frame" in result.stderr  # the progress bar ran
+
+
+def test_progress_bar_shows_frames_rate_and_eta(tmp_path: Path, model_dir: Path) -> None:
+    source = make_test_clip(tmp_path / "in.mp4", frames=6, width=32, height=24, audio=False)
+    result = run_vsr("upscale", source, tmp_path / "out.mp4", "--model", model_dir, "--chunk-frames", "2")
+    assert result.returncode == 0, result.stderr
+    final = result.stderr.replace("\r", "\n").split("\n")
+    final = [line for line in final if "6/6" in line][-1]  # the bar once every frame is done
+    assert re.search(r"100%\|.*\| 6/6 \[\s*\d+\.\d+ frames/s, elapsed \d\d:\d\d, ETA 00:00\]", final), final
 
 
 def test_upscale_real_odd_size_video(tmp_path: Path, model_dir: Path, shared_data: Path) -> None:

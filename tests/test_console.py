@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,6 +217,9 @@ def test_console_upload_result_slider_profile_download(
     job = httpx.get(f"{service.url}/v1/jobs/{job_id}", headers=tenant.headers).json()
     assert job["status"] == "succeeded" and job["params"]["crf"] == 20
     expect(page.locator(".job-progress")).to_have_text(f"{FRAMES}/{FRAMES} frames")
+    expect(page.locator(".job-card .facts")).to_contain_text(
+        re.compile(r"Speed\s*\d+\.\d+ frames/s \(average\)")
+    )
 
     # Before/after comparison: both frames drawn, different, and the divider moves.
     page.wait_for_selector("#compare[data-ready=true]", timeout=30_000)

@@ -79,6 +79,8 @@ def test_sigkilled_worker_job_is_retried_and_published_once(
     wait_until(lambda: stack.get(job)["status"] == "queued", bound + 10, "the abandoned job to be re-queued")
     detected = time.monotonic() - killed
     assert detected < bound, f"detected after {detected:.1f} s (bound {bound:.1f} s)"
+    requeued = stack.get(job)["progress"]
+    assert (requeued["frames_done"], requeued["fps"], requeued["eta_s"]) == (0, None, None)  # measured afresh
     stack.add_worker()
     final = stack.wait(job)
     assert final["status"] == "succeeded" and final["attempts"] == 2, final
@@ -111,7 +113,10 @@ def test_graceful_shutdown_requeues_and_another_worker_finishes(make_stack: Any,
     job = stack.submit(long_clip)
     wait_processing(stack, job)
     assert stack.worker.stop(signal.SIGTERM, timeout=30) == 0  # left at the next chunk, cleanly
-    assert stack.get(job)["status"] == "queued"  # back in the queue at once, not after a lease expiry
+    requeued = stack.get(job)
+    assert requeued["status"] == "queued"  # back in the queue at once, not after a lease expiry
+    assert (requeued["progress"]["frames_done"], requeued["progress"]["fps"]) == (0, None)
+    assert requeued["progress"]["eta_s"] is None
     stack.add_worker()
     final = stack.wait(job)
     assert final["status"] == "succeeded" and final["attempts"] == 1, final  # the requeue cost nothing

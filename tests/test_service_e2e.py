@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import STAGES
 from tests.media import make_test_clip
@@ -35,9 +36,19 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_test_clip(tmp_path_factory.mktemp("clips") / "small.mp4", frames=12, width=64, height=48)
 
 
+def metric(stack: ServiceStack, name: str, **labels: str) -> float:
+    """One sample of the worker's /metrics, parsed."""
+    for family in text_string_to_metric_families(httpx.get(stack.metrics_url()).text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"{name}{labels} is not exported")
+
+
 def test_job_succeeds_with_signed_ordered_webhooks(
     stack: ServiceStack, small_clip: Path, tmp_path: Path
 ) -> None:
+    frames_before = metric(stack, "vsr_frames_total")
     with WebhookReceiver(stack.acme.secret) as receiver:
         job = stack.submit(small_clip, {"webhook_url": receiver.url, "crf": 20})
         done = stack.wait(job)
@@ -48,7 +59,9 @@ def test_job_succeeds_with_signed_ordered_webhooks(
 
     output = done["output"]
     assert (output["width"], output["height"], output["frames"]) == (256, 192, 12)
-    assert done["progress"] == {"frames_done": 12, "frames_total": 12}
+    progress = done["progress"]
+    assert (progress["frames_done"], progress["frames_total"], progress["eta_s"]) == (12, 12, 0)
+    assert progress["fps"] > 0  # the whole run's average
     assert set(STAGES) <= set(done["timings"]) and all(v >= 0 for v in done["timings"].values())
     assert done["macs"]["total"] == sum(done["macs"][c] for c in ("encoder", "denoiser", "decoder")) > 0
 
@@ -68,6 +81,9 @@ def test_job_succeeds_with_signed_ordered_webhooks(
     types = [e.body["type"] for e in events]
     assert types[0] == "job.started" and types[-1] == "job.completed", types
     assert set(types[1:-1]) <= {"job.progress"}
+    for event in events[1:-1]:  # a progress event carries the rate of the frames done so far
+        sent = event.body["data"]["progress"]
+        assert sent["fps"] > 0 and sent["eta_s"] >= 0 and sent["frames_done"] > 0, sent
     assert len({e.msg_id for e in events}) == len(events)
     assert events[-1].body["data"]["status"] == "succeeded" and events[-1].body["data"]["id"] == job["id"]
     assert [e.time for e in events] == sorted(e.time for e in events)
@@ -80,6 +96,11 @@ def test_job_succeeds_with_signed_ordered_webhooks(
     for stage in ("download", "decode", "model_encode", "denoise", "model_decode", "video_encode", "upload"):
         assert f'vsr_stage_seconds_count{{stage="{stage}"}}' in metrics, stage
     assert 'vsr_macs_total{component="decoder"}' in metrics and "vsr_frames_total" in metrics
+    assert metric(stack, "vsr_frames_total") - frames_before == 12  # counted as they are done, once
+    assert (
+        metric(stack, "vsr_worker_frames_per_second") == metric(stack, "vsr_worker_eta_seconds") == 0
+    )  # idle
+    assert metric(stack, "vsr_worker_job_frames", kind="done") == 0
 
     assert httpx.delete(job["urls"]["get"], headers=stack.acme.headers).status_code == 204
     assert stack.stored_keys(f"jobs/acme/{job['id']}/") == []
@@ -105,6 +126,10 @@ def test_cancel_while_processing_leaves_no_output(stack: ServiceStack, tmp_path:
     while (current := stack.get(job))["progress"]["frames_done"] == 0:
         assert time.monotonic() < deadline and current["status"] in ("queued", "processing"), current
         time.sleep(0.05)
+    running = current["progress"]
+    assert running["fps"] > 0 and running["eta_s"] > 0, running  # measured while the job runs
+    assert metric(stack, "vsr_worker_frames_per_second") > 0 and metric(stack, "vsr_worker_eta_seconds") > 0
+    assert metric(stack, "vsr_worker_job_frames", kind="total") == 96
     canceled = httpx.post(job["urls"]["cancel"], headers=stack.acme.headers)
     assert canceled.status_code == 202 and canceled.json()["cancel_requested"]
     final = stack.wait(job)

@@ -1,4 +1,4 @@
-"""`vsr upscale`: upscale one video file on this machine (tqdm progress, summary or JSON)."""
+"""`vsr upscale`: upscale one video file on this machine (tqdm bar: done/total, fps, ETA; summary or JSON)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from models.registry import resolve_model
 from worker.upscale_file import UpscaleOptions, UpscaleResult, upscale_video
 from worker.upscaler import DEFAULT_CHUNK_FRAMES
 
+# done/total, frames/s (never tqdm's inverted s/frame), elapsed and time left.
+BAR_FORMAT = (
+    "{l_bar}{bar}| {n_fmt}/{total_fmt} [{rate_noinv_fmt}, elapsed {elapsed}, ETA {remaining}{postfix}]"
+)
+
 
 def run_upscale(args: argparse.Namespace) -> UpscaleResult:
     options = UpscaleOptions(
@@ -23,6 +28,7 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
         preset=args.preset,
         chunk_frames=DEFAULT_CHUNK_FRAMES if args.chunk_frames is None else args.chunk_frames,
         copy_audio=not args.no_audio,
+        memory_budget_bytes=args.memory_budget_mb and args.memory_budget_mb << 20,
         device=args.device,
     )
     options.validate(Path(args.output))  # fail on bad options before loading anything
@@ -30,7 +36,14 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
     print(f"model: {loaded.description}", file=sys.stderr)
     engines = load_engines(loaded.model, engine_settings(args.backend, args.precision, options), args.device)
     print(f"engines: {engines.description}", file=sys.stderr)
-    with tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        unit=" frames",
+        bar_format=BAR_FORMAT,
+        smoothing=0,  # the run's average rate, as the job record reports it
+        disable=args.no_progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
 
         def progress(done: int, expected: int | None) -> None:
             if expected and bar.total != max(expected, done):

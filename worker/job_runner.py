@@ -33,6 +33,7 @@ from service.jobs import (
     Owner,
     OwnershipLostError,
 )
+from service.progress import progress_rate
 from service.storage import StorageError, attempt_prefix
 from worker.gpu_memory import export_gpu_memory
 from worker.leases import Heartbeat, redis_unavailable, storage_unavailable, with_backoff
@@ -78,6 +79,7 @@ class JobRunner:
         self.settings = runtime.services.settings
         self.store = runtime.services.store
         self.metrics = runtime.services.metrics
+        self._upscale_s = 0.0  # wall seconds of the last upscale (decode to encoded output)
 
     def run(self, job_id: str) -> str:
         self.runtime.active_job = job_id
@@ -159,6 +161,8 @@ class JobRunner:
         janitor.delete(attempt_prefix(record.id, owner[1]))
         if status != JobStatus.SUCCEEDED and record.input.bucket is None:
             janitor.delete(record.input.key)  # failed or canceled: nothing of it is left behind
+        if status != JobStatus.SUCCEEDED:  # a stopped attempt has no time left to finish
+            fields = {**fields, "progress": current.progress.model_copy(update={"eta_s": None})}
         record = self._redis(lambda: self.store.transition(record.id, status, owner=owner, **fields))
         self.metrics.jobs.labels(status=status).inc()
         self.services.notifier.notify(record, "completed")
@@ -172,7 +176,7 @@ class JobRunner:
         def change(current: JobRecord) -> None:
             current.status, current.worker, current.rq_job_id = JobStatus.QUEUED, None, rq_job_id
             current.attempts -= 1
-            current.progress.frames_done = 0
+            current.progress.restart()
 
         self._redis(lambda: self.store.update(record.id, change, owner=owner))
         enqueue_job(self.services.queue, record.id, rq_job_id, self.settings)
@@ -239,27 +243,41 @@ class JobRunner:
             chunk_frames=settings.chunk_frames,
             device=settings.device,
             max_input_pixels=settings.max_input_pixels,
+            memory_budget_bytes=settings.memory_budget_mb and settings.memory_budget_mb << 20,
             max_input_frames=settings.max_input_frames,
         )
         model = self.runtime.model(params.model or settings.default_model)
-        last_write = time.monotonic()
+        metrics = self.metrics
+        started = last_write = time.monotonic()
+        counted = 0  # frames of this attempt already added to vsr_frames_total
 
         def progress(done: int, total: int | None) -> None:
-            nonlocal last_write
+            nonlocal last_write, counted
+            now = time.monotonic()
+            expected = None if total is None else max(total, done)  # the estimate may fall short
+            fps, eta_s = progress_rate(done, expected, now - started)
+            metrics.frames.inc(max(done - counted, 0))
+            counted = max(counted, done)
+            metrics.set_job_progress(done, expected, fps, eta_s)
             self._checkpoint(record.id, heartbeat)
-            if time.monotonic() - last_write < settings.progress_interval_s:
+            if now - last_write < settings.progress_interval_s:
                 return
-            last_write = time.monotonic()
+            last_write = now
             self._export_gpu_memory(model.device)
             try:
-                updated = self.store.update(record.id, lambda r: _set_progress(r, done, total), owner=owner)
+                updated = self.store.update(
+                    record.id, lambda r: _set_progress(r, done, total, fps, eta_s), owner=owner
+                )
             except redis.RedisError:
                 return  # progress is best effort
             self.services.notifier.notify(updated, "progress")
 
         try:
-            return upscale_video(source, output, model, options, progress)
+            result = upscale_video(source, output, model, options, progress)
+            self._upscale_s = time.monotonic() - started
+            return result
         finally:
+            metrics.clear_job_progress()
             self._export_gpu_memory(model.device)  # after every job, whatever its outcome
 
     def _export_gpu_memory(self, device: torch.device) -> None:
@@ -309,7 +327,6 @@ class JobRunner:
             self.metrics.stage_seconds.labels(stage).observe(timings[stage])
         for component in ("encoder", "denoiser", "decoder"):
             self.metrics.macs.labels(component).inc(stats.macs[component])
-        self.metrics.frames.inc(stats.frames)
         if stats.frames:
             self.metrics.frame_seconds.observe(sum(stats.seconds.values()) / stats.frames)
         output = JobOutput(
@@ -320,8 +337,9 @@ class JobRunner:
             fps=float(result.fps),
             bytes=output_bytes,
         )
+        fps, _ = progress_rate(result.frames, result.frames, self._upscale_s)  # the whole run's average
         progress = record.progress.model_copy(
-            update={"frames_done": result.frames, "frames_total": result.frames}
+            update={"frames_done": result.frames, "frames_total": result.frames, "fps": fps, "eta_s": 0.0}
         )
         return {
             "output": output,
@@ -338,7 +356,10 @@ class JobRunner:
         return seconds
 
 
-def _set_progress(record: JobRecord, done: int, total: int | None) -> None:
-    record.progress.frames_done = done
+def _set_progress(
+    record: JobRecord, done: int, total: int | None, fps: float | None, eta_s: float | None
+) -> None:
+    progress = record.progress
+    progress.frames_done, progress.fps, progress.eta_s = done, fps, eta_s
     if total is not None:
-        record.progress.frames_total = max(total, done)
+        progress.frames_total = max(total, done)

@@ -41,6 +41,8 @@ class _Model(BaseModel):
 class JobProgress(_Model):
     frames_done: int = 0
     frames_total: int | None = None
+    fps: float | None = None  # this attempt's average frames/s (the whole run's once succeeded)
+    eta_s: float | None = None  # seconds to finish at that rate; 0 once succeeded
 
     @property
     def fraction(self) -> float | None:

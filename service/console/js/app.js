@@ -3,7 +3,7 @@
 
 import { Api } from "./api.js";
 import { drawFrame, frameTime, loadVideo, profileFrames, seek, temporalProfile } from "./frames.js";
-import { badge, bytes, h, macs, progressBar, seconds, shortId, STATUS_LABELS, when } from "./ui.js";
+import { badge, bytes, h, macs, progressBar, rateOf, seconds, shortId, STATUS_LABELS, when } from "./ui.js";
 
 const KEY_STORAGE = "vsr.apiKey";
 const NAMES_STORAGE = "vsr.jobNames";
@@ -461,11 +461,13 @@ function jobView(root, id) {
     progressHolder.replaceChildren(progressBar(job, "Job progress"));
     const name = jobNames()[job.id];
     const p = job.params;
+    const rate = rateOf(job);
     facts.replaceChildren(
       ...(name ? fact("File", name) : []),
       ...fact("Submitted", when(job.created_at)),
       ...fact("Started", when(job.started_at)),
       ...fact("Finished", when(job.finished_at)),
+      ...(rate ? fact("Speed", rate) : []),
       ...fact("Encoding", `${p.codec}, CRF ${p.crf}, ${p.preset}, ${p.container}`),
       ...fact("Model", `${p.model} (×${p.scale})`),
       ...(job.output

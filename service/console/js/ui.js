@@ -75,6 +75,22 @@ export function progressOf(job) {
   return { value: done / total, text: `${done}/${total} frames` };
 }
 
+// Speed and time left ("" before the first frame); the ETA only while the job runs.
+export function rateOf(job) {
+  const { fps, eta_s: eta } = job.progress;
+  if (fps == null) return "";
+  const rate = `${fps.toFixed(fps < 10 ? 2 : 1)} frames/s`;
+  if (job.status === "succeeded") return `${rate} (average)`;
+  return job.status === "processing" && eta != null ? `${rate}, about ${duration(eta)} left` : rate;
+}
+
+export function duration(s) {
+  const t = Math.ceil(s);
+  if (t < 60) return `${t} s`;
+  if (t < 3600) return `${Math.floor(t / 60)} min ${t % 60} s`;
+  return `${Math.floor(t / 3600)} h ${Math.floor((t % 3600) / 60)} min`;
+}
+
 // A <progress> with a text equivalent; value null = indeterminate.
 export function progressBar(job, label) {
   const { value, text } = progressOf(job);

@@ -83,11 +83,12 @@ def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -
 
 def peak_rss_mib(source: Path, output: Path) -> tuple[float, float]:
     """Upscale in a fresh process; (its own peak RSS in MiB, wall seconds)."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent at fork, across exec
     code = (
-        "import resource, sys; from models.registry import resolve_model; "
+        "import re, sys; from models.registry import resolve_model; "
         "from worker.upscale_file import upscale_video; "
         "upscale_video(sys.argv[1], sys.argv[2], resolve_model().model); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read())[1])"
     )
     start = time.perf_counter()
     done = subprocess.run(

@@ -172,6 +172,10 @@ def _wait(client: VsrClient, job_id: str, args: argparse.Namespace) -> Job:
         if total is not None and bar.total != total:
             bar.reset(total=total)
         bar.set_description(str(job.status), refresh=False)
+        speed = job.progress  # the worker's own rate: the bar's would count the polling interval
+        if speed.fps is not None:
+            eta = "" if speed.eta_s is None else f", ETA {speed.eta_s:.0f} s"
+            bar.set_postfix_str(f"worker {speed.fps:.2f} frames/s{eta}", refresh=False)
         bar.update(job.progress.frames_done - bar.n)
 
     try:

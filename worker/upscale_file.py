@@ -145,6 +145,8 @@ def upscale_video(
         crf=options.crf,
         preset=options.preset,
         audio_source=source if options.copy_audio and info.has_audio else None,
+        subtitle_source=source if info.subtitle_codecs else None,
+        colour=info.colour,
     )
     with writer:
         times = run_overlapped(

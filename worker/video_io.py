@@ -1,4 +1,13 @@
-"""Video probing, frame decoding and encoding (with audio pass-through) on PyAV."""
+"""Video probing, frame decoding and encoding (with audio and subtitle pass-through) on PyAV.
+
+Faithful output: frames are decoded upright (a display-matrix rotation of 90/180/270 degrees is applied
+to the pixels, and `VideoInfo` reports the display size); colours are converted with the matrix and
+range the input declares, and the output carries the same colour tags (worker/colour.py). 8-bit and
+10-bit input is accepted and processed as 8-bit RGB; the output is 8-bit 4:2:0. Every audio stream is
+copied, or transcoded to the container's default audio codec where the container cannot hold it;
+subtitle streams are copied where the container can hold their codec and dropped (with a warning)
+where it cannot.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ from types import TracebackType
 import av
 import numpy as np
 
+from worker.colour import RGB_SPACE, ColourTags, resolve_tags, rgb_to_ycbcr, ycbcr_to_rgb
 from worker.encode_options import CONTAINER_FORMATS, ENCODERS, PRESETS
 
 logger = logging.getLogger(__name__)
@@ -31,7 +41,8 @@ class VideoError(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Stream facts of a video file, as reported by the container."""
+    """Stream facts of a video file, as reported by the container. `width` x `height` is the display
+    size (after `rotation`, the clockwise turn its display matrix asks for)."""
 
     path: str
     width: int
@@ -42,6 +53,9 @@ class VideoInfo:
     has_audio: bool
     audio_codecs: tuple[str, ...]
     duration_s: float | None
+    rotation: int = 0
+    colour: ColourTags | None = None
+    subtitle_codecs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,10 +110,16 @@ def probe_video(path: str | Path) -> VideoInfo:
         if frames_estimate is None and duration_s is not None:
             frames_estimate = round(duration_s * fps)
         audio_codecs = tuple(s.codec_context.name for s in container.streams.audio)
+        rotation = _first_frame_rotation(container)
+        if rotation in (90, 270):
+            width, height = height, width
         return VideoInfo(
             path=str(path),
             width=width,
             height=height,
+            rotation=rotation,
+            colour=stream_colour(stream),
+            subtitle_codecs=tuple(s.codec_context.name for s in container.streams.subtitles),
             fps=fps,
             time_base=time_base,
             frames_estimate=frames_estimate,
@@ -107,6 +127,42 @@ def probe_video(path: str | Path) -> VideoInfo:
             audio_codecs=audio_codecs,
             duration_s=duration_s,
         )
+
+
+def stream_colour(stream: av.VideoStream) -> ColourTags:
+    """The colour tags a video stream declares, unspecified ones filled in as players do."""
+    ctx = stream.codec_context
+    return resolve_tags(
+        int(ctx.colorspace), int(ctx.color_primaries), int(ctx.color_trc), int(ctx.color_range), ctx.height
+    )
+
+
+def _clockwise(frame: av.VideoFrame) -> int:
+    """The clockwise turn (0, 90, 180, 270) that shows `frame` upright; FFmpeg's angle is anticlockwise."""
+    try:
+        return round(-float(frame.rotation) / 90) % 4 * 90
+    except (TypeError, ValueError):
+        return 0
+
+
+def _first_frame_rotation(container: av.container.InputContainer) -> int:
+    """Rotation lives in per-frame side data: decode the first frame (0 if it does not decode)."""
+    try:
+        frame = next(container.decode(video=0), None)
+    except _AV_ERRORS:
+        return 0
+    return 0 if frame is None else _clockwise(frame)
+
+
+def to_rgb(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame, with `colour`'s matrix and range, turned upright."""
+    name = frame.format.name
+    if name.startswith(("rgb", "bgr", "gbr", "gray", "pal")) or int(frame.colorspace) == RGB_SPACE:
+        image = frame.to_ndarray(format="rgb24")  # no Y'CbCr matrix involved
+    else:
+        image = ycbcr_to_rgb(frame.to_ndarray(format="yuv444p16le"), colour)
+    turns = _clockwise(frame) // 90
+    return np.ascontiguousarray(np.rot90(image, k=-turns)) if turns else image
 
 
 def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[Frame]:
@@ -120,6 +176,7 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[Fra
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         decoded = container.decode(video=0)
+        colour = stream_colour(stream)
         header = (stream.codec_context.width, stream.codec_context.height)
         count, size = 0, header if min(header) > 0 else None  # decoded frames must match the header
         while True:
@@ -137,7 +194,7 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[Fra
                 raise VideoError("decode_error", msg)
             if max_frames is not None and count >= max_frames:
                 raise VideoError("input_too_long", f"{path}: more than {max_frames} frames")
-            yield Frame(image=frame.to_ndarray(format="rgb24"), pts=frame.pts)
+            yield Frame(image=to_rgb(frame, colour), pts=frame.pts)
             count += 1
         if count == 0:
             raise VideoError("no_frames", f"{path}: the video stream decoded no frames")
@@ -188,7 +245,12 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "medium",
         audio_source: str | Path | None = None,
+        subtitle_source: str | Path | None = None,
+        colour: ColourTags | None = None,
     ) -> None:
+        """`audio_source` / `subtitle_source`: a file whose audio / subtitle streams are copied (the
+        same file if both). `colour`: the output's colour tags and the matrix its frames are converted
+        with (None: what players assume for this height, tagged explicitly)."""
         self.path = Path(path)
         fmt = _validate(self.path, codec, crf, preset, width, height)
         fps, time_base = Fraction(fps), Fraction(time_base)
@@ -198,9 +260,11 @@ class VideoWriter:
         self.frames_written = 0
         self._last_pts: int | None = None
         self._done = False
-        self._audio_in: av.container.InputContainer | None = None
-        self._audio_map: dict[int, av.stream.Stream] = {}
-        self._audio_packets: Iterator[av.Packet] | None = None
+        self.colour = colour or resolve_tags(2, 2, 2, 0, height)
+        self._copy_in: av.container.InputContainer | None = None
+        self._copy_map: dict[int, av.stream.Stream] = {}  # input stream index -> output stream
+        self._transcoders: dict[int, _AudioTranscoder] = {}  # input streams the container cannot hold
+        self._copy_packets: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{uuid.uuid4().hex}{self.path.suffix}")
         try:
@@ -216,35 +280,62 @@ class VideoWriter:
             self._video = self._out.add_stream(encoder, rate=fps, time_base=time_base, options=options)
             self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
             self._video.codec_context.framerate = fps
+            ctx, tags = self._video.codec_context, self.colour
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc = tags.space, tags.primaries, tags.transfer
+            ctx.color_range = tags.range
             if codec == "h265" and fmt in ("mp4", "mov"):
                 self._video.codec_context.codec_tag = "hvc1"
-            if audio_source is not None:
-                self._open_audio(audio_source)
+            if audio_source is not None or subtitle_source is not None:
+                self._open_copies(audio_source, subtitle_source)
         except BaseException:
             self.abort()
             raise
 
-    def _open_audio(self, source: str | Path) -> None:
-        """Add a copy of every audio stream of `source` to the output."""
-        p = Path(source)
+    def _open_copies(self, audio_source: str | Path | None, subtitle_source: str | Path | None) -> None:
+        """Add every audio stream (copied, else transcoded) and every subtitle stream the container
+        can hold (copied) of the source to the output."""
+        sources = {Path(p) for p in (audio_source, subtitle_source) if p is not None}
+        if len(sources) != 1:
+            raise ValueError("audio and subtitles must come from the same source file")
+        (p,) = sources
         if not p.exists():
             raise VideoError("not_found", f"audio source not found: {p}")
         try:
-            self._audio_in = av.open(str(p), mode="r")
+            self._copy_in = av.open(str(p), mode="r")
         except _AV_ERRORS as exc:
             raise VideoError("not_a_video", f"cannot open audio source {p}: {exc}") from exc
-        streams = list(self._audio_in.streams.audio)
-        for in_stream in streams:
-            try:
-                self._audio_map[in_stream.index] = self._out.add_stream_from_template(in_stream)
-            except _AV_ERRORS as exc:
-                raise VideoError(
-                    "unsupported_option",
-                    f"audio codec {in_stream.codec_context.name!r} cannot be copied into "
-                    f"{self.path.suffix}: {exc}",
-                ) from exc
+        supported = self._out.supported_codecs
+        streams: list[av.stream.Stream] = []
+        for in_stream in self._copy_in.streams.audio if audio_source is not None else ():
+            self._add_audio(in_stream, supported)
+            streams.append(in_stream)
+        for in_stream in self._copy_in.streams.subtitles if subtitle_source is not None else ():
+            name = in_stream.codec_context.name
+            if name not in supported:
+                logger.warning(
+                    "dropping subtitle stream %d: %s cannot hold %s", in_stream.index, p.suffix, name
+                )
+                continue
+            self._copy_map[in_stream.index] = self._out.add_stream_from_template(in_stream)
+            streams.append(in_stream)
         if streams:
-            self._audio_packets = self._audio_in.demux(*streams)
+            self._copy_packets = self._copy_in.demux(*streams)
+
+    def _add_audio(self, in_stream: av.stream.Stream, supported: set[str]) -> None:
+        name = in_stream.codec_context.name
+        try:
+            if name in supported:
+                self._copy_map[in_stream.index] = self._out.add_stream_from_template(in_stream)
+                return
+            codec = self._out.default_audio_codec
+            logger.info("transcoding audio stream %d: %s -> %s", in_stream.index, name, codec)
+            transcoder = _AudioTranscoder(in_stream, self._out, codec)
+        except _AV_ERRORS as exc:
+            raise VideoError(
+                "unsupported_option", f"audio codec {name!r} cannot be written to {self.path.suffix}: {exc}"
+            ) from exc
+        self._transcoders[in_stream.index] = transcoder
+        self._copy_map[in_stream.index] = transcoder.stream
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -257,13 +348,15 @@ class VideoWriter:
         else:
             self.abort()
 
-    def _mux_audio_until(self, limit: Fraction | None) -> None:
-        """Mux source audio packets whose time is <= `limit` (all remaining if None)."""
-        while self._audio_packets is not None:
+    def _mux_copies_until(self, limit: Fraction | None) -> None:
+        """Mux source audio and subtitle packets whose time is <= `limit` (all remaining if None)."""
+        while self._copy_packets is not None:
             if self._pending is None:
-                packet = next(self._audio_packets, None)
+                packet = next(self._copy_packets, None)
                 if packet is None:
-                    self._audio_packets = None
+                    self._copy_packets = None
+                    for transcoder in self._transcoders.values():
+                        self._out.mux(transcoder.flush())
                     return
                 if packet.dts is None:
                     continue
@@ -272,8 +365,12 @@ class VideoWriter:
             ts = packet.pts if packet.pts is not None else packet.dts
             if limit is not None and ts * packet.time_base > limit:
                 return
-            packet.stream = self._audio_map[packet.stream_index]
-            self._out.mux(packet)
+            transcoder = self._transcoders.get(packet.stream_index)
+            if transcoder is not None:
+                self._out.mux(transcoder.transcode(packet))
+            else:
+                packet.stream = self._copy_map[packet.stream_index]
+                self._out.mux(packet)
             self._pending = None
 
     def write(self, image: np.ndarray, pts: int | None) -> None:
@@ -288,11 +385,12 @@ class VideoWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             logger.warning("pts %d <= previous %d; using %d", pts, self._last_pts, self._last_pts + 1)
             pts = self._last_pts + 1
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        ycbcr = rgb_to_ycbcr(image, self.colour)  # the tagged matrix, not sws's default
+        frame = av.VideoFrame.from_ndarray(ycbcr, format="yuv444p").reformat(format="yuv420p")
         frame.pts, frame.time_base = pts, self.time_base
         try:
             self._out.mux(self._video.encode(frame))
-            self._mux_audio_until(pts * self.time_base)
+            self._mux_copies_until(pts * self.time_base)
         except _AV_ERRORS as exc:
             raise VideoError("encode_error", f"encoding frame {self.frames_written} failed: {exc}") from exc
         self._last_pts = pts
@@ -307,7 +405,7 @@ class VideoWriter:
                 raise VideoError("encode_error", f"no frames were written to {self.path}")
             try:
                 self._out.mux(self._video.encode(None))
-                self._mux_audio_until(None)
+                self._mux_copies_until(None)
                 self._out.close()
             except _AV_ERRORS as exc:
                 raise VideoError("encode_error", f"finalizing {self.path} failed: {exc}") from exc
@@ -315,16 +413,16 @@ class VideoWriter:
         except BaseException:
             self.abort()
             raise
-        self._close_audio()
+        self._close_copies()
         self._done = True
         logger.info("wrote %d frames to %s", self.frames_written, self.path)
 
-    def _close_audio(self) -> None:
+    def _close_copies(self) -> None:
         self._pending = None
-        self._audio_packets = None
-        if self._audio_in is not None:
-            self._audio_in.close()
-            self._audio_in = None
+        self._copy_packets = None
+        if self._copy_in is not None:
+            self._copy_in.close()
+            self._copy_in = None
 
     def abort(self) -> None:
         """Close everything and delete the temporary file; the output path never appears."""
@@ -335,6 +433,31 @@ class VideoWriter:
             self._out.close()
         except _AV_ERRORS as exc:
             logger.debug("ignoring error while closing aborted output: %s", exc)
-        self._close_audio()
+        self._close_copies()
         self._tmp.unlink(missing_ok=True)
         logger.info("aborted writing %s", self.path)
+
+
+class _AudioTranscoder:
+    """Decodes one audio stream and encodes it with `codec` (for a container that cannot hold it)."""
+
+    def __init__(self, source: av.stream.Stream, out: av.container.OutputContainer, codec: str) -> None:
+        ctx = source.codec_context
+        self.stream = out.add_stream(codec, rate=ctx.sample_rate, layout=ctx.layout)
+        encoder = self.stream.codec_context
+        self.resampler = av.AudioResampler(format=encoder.format, layout=encoder.layout, rate=encoder.rate)
+        self.source = source
+
+    def transcode(self, packet: av.Packet) -> list[av.Packet]:
+        packets: list[av.Packet] = []
+        for frame in packet.decode():
+            for resampled in self.resampler.resample(frame):
+                resampled.pts = None  # the encoder counts samples; the first one starts at the first packet
+                packets.extend(self.stream.encode(resampled))
+        return packets
+
+    def flush(self) -> list[av.Packet]:
+        packets: list[av.Packet] = []
+        for resampled in self.resampler.resample(None):
+            packets.extend(self.stream.encode(resampled))
+        return packets + list(self.stream.encode(None))

@@ -1,16 +1,23 @@
 """Video probing, frame decoding and encoding (with audio and subtitle pass-through) on PyAV.
 
-Faithful output: frames are decoded upright (a display-matrix rotation of 90/180/270 degrees is applied
-to the pixels, and `VideoInfo` reports the display size); colours are converted with the matrix and
-range the input declares, and the output carries the same colour tags (worker/colour.py). 8-bit and
-10-bit input is accepted and processed as 8-bit RGB; the output is 8-bit 4:2:0. Every audio stream is
-copied, or transcoded to the container's default audio codec where the container cannot hold it;
-subtitle streams are copied where the container can hold their codec and dropped (with a warning)
-where it cannot.
+Faithful output:
+- Rotation: frames are decoded upright. The display matrix (container tkhd or codec SEI) of the first
+  frame gives a clockwise turn of 0/90/180/270 degrees that is applied to the pixels of every frame;
+  `VideoInfo` reports the display size and the turn, and the output carries no rotation.
+- Colour: Y'CbCr is converted with the matrix and range the input declares, and the output is
+  converted and tagged with the same matrix, range, primaries and transfer (worker/colour.py).
+- Bit depth: 8-bit and 10-bit (or deeper) input is accepted and processed as 8-bit RGB (10-bit input
+  loses its two least significant bits); the output is always 8-bit 4:2:0.
+- Timing: every frame keeps its presentation time (variable frame rate included).
+- Audio: every stream is copied, or transcoded to AAC where the container cannot hold its codec.
+- Subtitles: copied where the container holds their codec; text subtitles are converted otherwise
+  (to mov_text for mp4/mov, ASS for mkv); what cannot be converted is dropped with a warning. A
+  subtitle never fails the job.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import uuid
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import av
 import numpy as np
@@ -154,14 +162,17 @@ def _first_frame_rotation(container: av.container.InputContainer) -> int:
     return 0 if frame is None else _clockwise(frame)
 
 
-def to_rgb(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a decoded frame, with `colour`'s matrix and range, turned upright."""
+def to_rgb(frame: av.VideoFrame, colour: ColourTags, clockwise: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame, with `colour`'s matrix and range, turned `clockwise`."""
     name = frame.format.name
     if name.startswith(("rgb", "bgr", "gbr", "gray", "pal")) or int(frame.colorspace) == RGB_SPACE:
         image = frame.to_ndarray(format="rgb24")  # no Y'CbCr matrix involved
+    elif name.startswith("yuvj"):  # full-range formats: a non-J target would squeeze the range
+        planes = frame.to_ndarray(format="yuvj444p").astype(np.uint16) << 8  # (3, H, W)
+        image = ycbcr_to_rgb(np.moveaxis(planes, 0, -1), colour)
     else:
         image = ycbcr_to_rgb(frame.to_ndarray(format="yuv444p16le"), colour)
-    turns = _clockwise(frame) // 90
+    turns = clockwise // 90
     return np.ascontiguousarray(np.rot90(image, k=-turns)) if turns else image
 
 
@@ -179,6 +190,7 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[Fra
         colour = stream_colour(stream)
         header = (stream.codec_context.width, stream.codec_context.height)
         count, size = 0, header if min(header) > 0 else None  # decoded frames must match the header
+        clockwise: int | None = None  # the first frame's turn, for all: some streams tag only the first
         while True:
             try:
                 frame = next(decoded)
@@ -194,7 +206,9 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[Fra
                 raise VideoError("decode_error", msg)
             if max_frames is not None and count >= max_frames:
                 raise VideoError("input_too_long", f"{path}: more than {max_frames} frames")
-            yield Frame(image=to_rgb(frame, colour), pts=frame.pts)
+            if clockwise is None:
+                clockwise = _clockwise(frame)
+            yield Frame(image=to_rgb(frame, colour, clockwise), pts=frame.pts)
             count += 1
         if count == 0:
             raise VideoError("no_frames", f"{path}: the video stream decoded no frames")
@@ -263,7 +277,7 @@ class VideoWriter:
         self.colour = colour or resolve_tags(2, 2, 2, 0, height)
         self._copy_in: av.container.InputContainer | None = None
         self._copy_map: dict[int, av.stream.Stream] = {}  # input stream index -> output stream
-        self._transcoders: dict[int, _AudioTranscoder] = {}  # input streams the container cannot hold
+        self._converters: dict[int, _Converter] = {}  # input streams the container cannot hold
         self._copy_packets: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{uuid.uuid4().hex}{self.path.suffix}")
@@ -292,8 +306,8 @@ class VideoWriter:
             raise
 
     def _open_copies(self, audio_source: str | Path | None, subtitle_source: str | Path | None) -> None:
-        """Add every audio stream (copied, else transcoded) and every subtitle stream the container
-        can hold (copied) of the source to the output."""
+        """Add every audio stream (copied, else transcoded) and every subtitle stream (copied, else
+        converted, else dropped) of the source to the output."""
         sources = {Path(p) for p in (audio_source, subtitle_source) if p is not None}
         if len(sources) != 1:
             raise ValueError("audio and subtitles must come from the same source file")
@@ -304,38 +318,56 @@ class VideoWriter:
             self._copy_in = av.open(str(p), mode="r")
         except _AV_ERRORS as exc:
             raise VideoError("not_a_video", f"cannot open audio source {p}: {exc}") from exc
-        supported = self._out.supported_codecs
         streams: list[av.stream.Stream] = []
         for in_stream in self._copy_in.streams.audio if audio_source is not None else ():
-            self._add_audio(in_stream, supported)
+            self._add_audio(in_stream)
             streams.append(in_stream)
         for in_stream in self._copy_in.streams.subtitles if subtitle_source is not None else ():
-            name = in_stream.codec_context.name
-            if name not in supported:
-                logger.warning(
-                    "dropping subtitle stream %d: %s cannot hold %s", in_stream.index, p.suffix, name
-                )
-                continue
-            self._copy_map[in_stream.index] = self._out.add_stream_from_template(in_stream)
-            streams.append(in_stream)
+            if self._add_subtitles(in_stream):
+                streams.append(in_stream)
         if streams:
             self._copy_packets = self._copy_in.demux(*streams)
 
-    def _add_audio(self, in_stream: av.stream.Stream, supported: set[str]) -> None:
+    def _add_audio(self, in_stream: av.stream.Stream) -> None:
+        """Copy `in_stream` if the container holds its codec, else transcode it to AAC."""
         name = in_stream.codec_context.name
         try:
-            if name in supported:
+            if _container_holds(self._out.format.name, in_stream):
                 self._copy_map[in_stream.index] = self._out.add_stream_from_template(in_stream)
                 return
-            codec = self._out.default_audio_codec
+            codec = "aac" if "aac" in self._out.supported_codecs else self._out.default_audio_codec
             logger.info("transcoding audio stream %d: %s -> %s", in_stream.index, name, codec)
-            transcoder = _AudioTranscoder(in_stream, self._out, codec)
+            converter: _Converter = _AudioTranscoder(in_stream, self._out, codec)
         except _AV_ERRORS as exc:
             raise VideoError(
                 "unsupported_option", f"audio codec {name!r} cannot be written to {self.path.suffix}: {exc}"
             ) from exc
-        self._transcoders[in_stream.index] = transcoder
-        self._copy_map[in_stream.index] = transcoder.stream
+        self._converters[in_stream.index] = converter
+        self._copy_map[in_stream.index] = converter.stream
+
+    def _add_subtitles(self, in_stream: av.stream.Stream) -> bool:
+        """Copy `in_stream`, else convert it (text subtitles); False (and a warning) if it is dropped."""
+        ctx = in_stream.codec_context
+        name = ctx.name if ctx is not None else "an unknown codec"
+        if _container_holds(self._out.format.name, in_stream):
+            self._copy_map[in_stream.index] = self._out.add_stream_from_template(in_stream)
+            return True
+        codec = self._out.default_subtitle_codec  # "ass" for mkv, none for mp4/mov
+        codec = "mov_text" if codec == "none" else codec
+        if ctx is None or not ctx.codec.text_sub:  # bitmaps: no encoder of the container's codec takes them
+            logger.warning("dropping subtitle stream %d: %s cannot hold %s", in_stream.index, self.path, name)
+            return False
+        try:
+            converter = _SubtitleConverter(in_stream, self._out, codec)
+        except _AV_ERRORS as exc:
+            logger.warning(
+                "dropping subtitle stream %d: %s -> %s failed: %s", in_stream.index, name, codec, exc
+            )
+            return False
+        logger.info("converting subtitle stream %d: %s -> %s", in_stream.index, name, codec)
+        self._converters[in_stream.index] = converter
+        self._copy_map[in_stream.index] = converter.stream
+        return True
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -355,8 +387,8 @@ class VideoWriter:
                 packet = next(self._copy_packets, None)
                 if packet is None:
                     self._copy_packets = None
-                    for transcoder in self._transcoders.values():
-                        self._out.mux(transcoder.flush())
+                    for converter in self._converters.values():
+                        self._out.mux(converter.flush())
                     return
                 if packet.dts is None:
                     continue
@@ -365,9 +397,9 @@ class VideoWriter:
             ts = packet.pts if packet.pts is not None else packet.dts
             if limit is not None and ts * packet.time_base > limit:
                 return
-            transcoder = self._transcoders.get(packet.stream_index)
-            if transcoder is not None:
-                self._out.mux(transcoder.transcode(packet))
+            converter = self._converters.get(packet.stream_index)
+            if converter is not None:
+                self._out.mux(converter.convert(packet))
             else:
                 packet.stream = self._copy_map[packet.stream_index]
                 self._out.mux(packet)
@@ -438,6 +470,35 @@ class VideoWriter:
         logger.info("aborted writing %s", self.path)
 
 
+def _container_holds(fmt: str, stream: av.stream.Stream) -> bool:
+    """Whether the `fmt` muxer accepts a copy of `stream` (it writes a header with it, in memory)."""
+    try:
+        probe = av.open(io.BytesIO(), mode="w", format=fmt)
+    except _AV_ERRORS:
+        return False
+    try:
+        probe.add_stream_from_template(stream)
+        probe.start_encoding()
+        return True
+    except _AV_ERRORS:
+        return False
+    finally:
+        try:
+            probe.close()
+        except _AV_ERRORS as exc:
+            logger.debug("ignoring error while closing a probe output: %s", exc)
+
+
+class _Converter(Protocol):
+    """Re-encodes the packets of one input stream into its output `stream`."""
+
+    stream: av.stream.Stream
+
+    def convert(self, packet: av.Packet) -> list[av.Packet]: ...
+
+    def flush(self) -> list[av.Packet]: ...
+
+
 class _AudioTranscoder:
     """Decodes one audio stream and encodes it with `codec` (for a container that cannot hold it)."""
 
@@ -448,7 +509,7 @@ class _AudioTranscoder:
         self.resampler = av.AudioResampler(format=encoder.format, layout=encoder.layout, rate=encoder.rate)
         self.source = source
 
-    def transcode(self, packet: av.Packet) -> list[av.Packet]:
+    def convert(self, packet: av.Packet) -> list[av.Packet]:
         packets: list[av.Packet] = []
         for frame in packet.decode():
             for resampled in self.resampler.resample(frame):
@@ -461,3 +522,39 @@ class _AudioTranscoder:
         for resampled in self.resampler.resample(None):
             packets.extend(self.stream.encode(resampled))
         return packets + list(self.stream.encode(None))
+
+
+def _open_subtitle_encoder(encoder: av.CodecContext, source: av.stream.Stream) -> None:
+    encoder.time_base = source.time_base
+    encoder.subtitle_header = source.codec_context.subtitle_header
+    encoder.open()
+
+
+class _SubtitleConverter:
+    """Decodes one text subtitle stream and encodes it with `codec`, keeping each packet's timing."""
+
+    def __init__(self, source: av.stream.Stream, out: av.container.OutputContainer, codec: str) -> None:
+        decoder = source.codec_context
+        decoder.open()  # sets the ASS header that text subtitle encoders need
+        _open_subtitle_encoder(av.CodecContext.create(codec, "w"), source)  # fails before adding a stream
+        self.stream = out.add_stream(codec)
+        _open_subtitle_encoder(self.stream.codec_context, source)
+        self.stream.time_base = source.time_base
+        self.source = source
+
+    def convert(self, packet: av.Packet) -> list[av.Packet]:
+        """The converted packet (none for an empty cue, or with a warning if it does not convert)."""
+        try:
+            subtitle = self.source.codec_context.decode2(packet)
+            if subtitle is None or not len(subtitle):
+                return []
+            converted = self.stream.codec_context.encode_subtitle(subtitle)
+        except _AV_ERRORS as exc:
+            logger.warning("dropping a subtitle at pts %s: %s", packet.pts, exc)
+            return []
+        converted.pts, converted.dts, converted.time_base = packet.pts, packet.dts, packet.time_base
+        converted.duration, converted.stream = packet.duration, self.stream
+        return [converted]
+
+    def flush(self) -> list[av.Packet]:
+        return []

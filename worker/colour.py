@@ -1,7 +1,8 @@
 """Y'CbCr <-> RGB with the matrix and range a stream declares, and the tags that carry them over.
 
 PyAV 16's reformatter does not reliably honour source colourspaces (a frame tagged BT.709 converts
-with BT.601 coefficients), so the matrix is applied here, in numpy, from the standard coefficients.
+with BT.601 coefficients), so decoding applies the matrix here, in numpy, from the standard
+coefficients. Encoding starts from RGB, where swscale does honour the destination matrix and range.
 Frames are decoded to 4:4:4 at 16 bits (sws only resamples chroma and shifts bits), so 8-bit and
 10-bit input go through the same code; the model works on 8-bit RGB (10-bit input loses its two least
 significant bits) and the output is 8-bit 4:2:0. Untagged input is read as players read it: BT.601
@@ -74,15 +75,3 @@ def ycbcr_to_rgb(ycbcr16: np.ndarray, tags: ColourTags) -> np.ndarray:
     g = (y - kr * r - kb * b) / (1.0 - kr - kb)
     rgb = np.stack([r, g, b], axis=-1) * 255.0
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
-def rgb_to_ycbcr(rgb: np.ndarray, tags: ColourTags) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (3, H, W) uint8 Y'CbCr 4:4:4 planes (PyAV's yuv444p layout)."""
-    kr, kb = _KR_KB[tags.space]
-    black, luma, chroma = _scales(tags)
-    e = rgb.astype(np.float32) * (1.0 / 255.0)
-    y = kr * e[..., 0] + (1.0 - kr - kb) * e[..., 1] + kb * e[..., 2]
-    pb = (e[..., 2] - y) / (2.0 * (1.0 - kb))
-    pr = (e[..., 0] - y) / (2.0 * (1.0 - kr))
-    ycbcr = np.stack([black + luma * y, 128.0 + chroma * pb, 128.0 + chroma * pr])
-    return np.clip(np.rint(ycbcr), 0, 255).astype(np.uint8)

@@ -31,7 +31,7 @@ from typing import Protocol
 import av
 import numpy as np
 
-from worker.colour import RGB_SPACE, ColourTags, resolve_tags, rgb_to_ycbcr, ycbcr_to_rgb
+from worker.colour import RGB_SPACE, ColourTags, resolve_tags, ycbcr_to_rgb
 from worker.encode_options import CONTAINER_FORMATS, ENCODERS, PRESETS
 
 logger = logging.getLogger(__name__)
@@ -417,8 +417,9 @@ class VideoWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             logger.warning("pts %d <= previous %d; using %d", pts, self._last_pts, self._last_pts + 1)
             pts = self._last_pts + 1
-        ycbcr = rgb_to_ycbcr(image, self.colour)  # the tagged matrix, not sws's default
-        frame = av.VideoFrame.from_ndarray(ycbcr, format="yuv444p").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(  # RGB source: sws honours
+            format="yuv420p", dst_colorspace=self.colour.space, dst_color_range=self.colour.range
+        )
         frame.pts, frame.time_base = pts, self.time_base
         try:
             self._out.mux(self._video.encode(frame))

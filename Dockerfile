@@ -101,7 +101,7 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cu13
     && pip install --no-cache-dir --extra-index-url https://pypi.nvidia.com tensorrt-cu13==11.4.0.106
 WORKDIR /src
 COPY --from=source /src /src
-RUN pip install --no-cache-dir '/src[model]'
+RUN pip install --no-cache-dir '/src[model,fullscale]'
 
 FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04 AS worker-gpu
 ENV PYTHONDONTWRITEBYTECODE=1 \

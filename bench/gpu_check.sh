@@ -25,4 +25,11 @@ for dtype in float32 bfloat16; do
   "$py" -m bench.fastvsr_vs_baseline --device cuda --dtype "$dtype" --frames 33 --repeats 5 --threads 16 \
     --out "$out/fastvsr_vs_baseline_$dtype.json" > "$out/fastvsr_vs_baseline_$dtype.txt" 2>&1
 done
+# Full-scale architecture (CogVideoX1.5-5B VAE + DiT, random weights), 33 frames 180p -> 720p, bf16:
+# FastVSR vs the DOVE-style baseline (issue 10). Needs diffusers: carry its wheels in $WHEELS if absent.
+"$py" -c "import diffusers" 2>/dev/null || "$py" -m pip install -q --no-index --find-links "${WHEELS:-wheels}" \
+  diffusers accelerate transformers > "$out/fullscale_install.txt" 2>&1
+timeout 150 "$py" -m bench.fullscale --device cuda --dtype bfloat16 --frames 33 --repeats 2 \
+  --out "$out/fullscale.json" > "$out/fullscale.txt" 2>&1
+echo "fullscale bench rc=$?" >> "$out/fullscale.txt"
 tail -n 3 "$out"/*.txt

@@ -4,6 +4,7 @@ the f8 one, shapes, and ONNX export of the components."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from diffusers import CogVideoXPipeline
 from safetensors.torch import load_file, save_file
 
+from bench.fullscale import main as fullscale_bench_main
 from models.fullscale.checkpoint import (
     PROMPT_FILE,
     CheckpointError,
@@ -33,9 +35,12 @@ from models.fullscale.export import (
 from models.fullscale.f16_decoder import CogVideoXF16Decoder, shuffle_and_copy
 from models.fullscale.pipeline import TIMESTEP, FullScaleVSR, decode_latents
 from models.fullscale.prompt_embedding import main as embed_prompt_main
+from tests.media import make_test_clip
 from tests.support.fullscale import add_tiny_text_encoder, make_tiny_checkpoint
 from tests.support.s3_server import S3Server
 from worker.checkpoint_fetch import FetchError, fetch_checkpoint
+from worker.fullscale_upscale import main as fullscale_upscale_main
+from worker.video_io import iter_frames, probe_video
 
 
 @pytest.fixture(scope="module", params=["cogvideox-1.5", "cogvideox-1.0"])
@@ -258,3 +263,32 @@ def test_the_empty_prompt_embedding_is_made_once_and_stored(checkpoint: Path, tm
     assert stored.shape == (1, 8, 32) and torch.allclose(stored, expected)
     loaded = load_checkpoint(directory)
     assert torch.equal(loaded.prompt_embedding, stored)
+
+
+def test_operator_upscale_of_a_video_file(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = make_test_clip(tmp_path / "in.mp4", frames=11, width=24, height=16)
+    output, bad = tmp_path / "out.mp4", tmp_path / "bad.mp4"
+    common = ["--device", "cpu", "--dtype", "float32", "--preset", "ultrafast"]
+    run = [str(checkpoint), str(source)]
+    assert fullscale_upscale_main([*run, str(output), "--chunk-frames", "9", *common]) == 0
+    info = probe_video(output)
+    assert (info.width, info.height) == (96, 64)
+    assert [f.image.shape for f in iter_frames(output)] == [(64, 96, 3)] * 11  # two chunks: 9 + 2 frames
+    assert info.audio_codecs == probe_video(source).audio_codecs != ()
+    assert "11 frames" in capsys.readouterr().out
+    assert fullscale_upscale_main([*run, str(bad), "--chunk-frames", "8", *common]) == 1
+    assert "chunk_frames must be 8n+1" in capsys.readouterr().err and not bad.exists()
+    assert fullscale_upscale_main([str(tmp_path / "none"), str(source), str(bad), *common]) == 1
+    assert "bad_checkpoint" in capsys.readouterr().err and not bad.exists()
+
+
+def test_the_gpu_benchmark_script_runs_tiny_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "fullscale.json"
+    sizes = ["--frames", "9", "--height", "16", "--width", "24", "--repeats", "1"]
+    fullscale_bench_main(["--device", "cpu", "--dtype", "float32", "--tiny", *sizes, "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["output"] == [9, 64, 96]
+    assert set(result["median_s"]) == {"fastvsr", "baseline"} and result["ratio"] > 0
+    assert set(result["runs"]["fastvsr"][0]) == {"encode", "denoise", "decode", "total"}

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
+from models.blocks import conv3d
 from models.config import ConfigError, VAEConfig, VSRConfig, load_named_config
 from models.macs import count_macs
 from models.sr_model import VSRModel, resize_frames
@@ -203,3 +205,21 @@ def test_interpolation_matches_torch_bicubic() -> None:
     expected = F.interpolate(clip[:, :, 1], scale_factor=2.0, mode="bicubic", align_corners=False) * 2 - 1
     assert torch.allclose(model.interpolate(clip)[:, :, 1], expected)
     assert isinstance(VAEConfig().spatial_compression, int)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 11, 46, 80), (1, 3, 11, 92, 160), (2, 8, 5, 16, 24)])
+def test_cpu_conv3d_goes_through_onednn_and_equals_the_standard_call(shape: tuple[int, ...]) -> None:
+    """Shapes where PyTorch's heuristic would pick its slow native conv3d (N*C*T*H < 20480)."""
+    conv = torch.nn.Conv3d(shape[1], 16, 3, padding=(0, 1, 1))
+    x = torch.randn(shape)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as trace:
+        fast = conv3d(conv, x)
+    kernels = {event.key for event in trace.key_averages()}
+    assert "aten::mkldnn_convolution" in kernels and "aten::slow_conv3d_forward" not in kernels
+    with torch.no_grad():
+        standard = conv(x)
+    assert fast.shape == standard.shape
+    assert torch.allclose(fast, standard, atol=1e-4, rtol=1e-4)
+    y = conv3d(conv, x.requires_grad_())  # training keeps the standard (differentiable) call
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape

@@ -20,23 +20,15 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
 
-from models.fullscale.configs import COGVIDEOX_1_5_5B_TRANSFORMER, COGVIDEOX_1_5_SCHEDULER, COGVIDEOX_1_5_VAE
+from models.fullscale.configs import (
+    COGVIDEOX_1_5_5B_TRANSFORMER,
+    COGVIDEOX_1_5_LAYOUT,
+    COGVIDEOX_1_5_SCHEDULER,
+    COGVIDEOX_1_5_VAE,
+    TINY_TRANSFORMER,
+    TINY_VAE,
+)
 from models.fullscale.pipeline import FullScaleVSR
-
-TINY_VAE = {
-    **COGVIDEOX_1_5_VAE,
-    "block_out_channels": (8, 16, 16, 32),
-    "layers_per_block": 1,
-    "norm_num_groups": 4,
-}
-TINY_DIT = {
-    **COGVIDEOX_1_5_5B_TRANSFORMER,
-    "num_attention_heads": 2,
-    "attention_head_dim": 16,
-    "num_layers": 1,
-    "text_embed_dim": 32,
-    "max_text_seq_length": 8,
-}
 
 
 def build(tiny: bool, device: torch.device, dtype: torch.dtype) -> FullScaleVSR:
@@ -44,7 +36,9 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype) -> FullScaleVSR:
     torch.manual_seed(0)
     with device:
         vae = AutoencoderKLCogVideoX(**(TINY_VAE if tiny else COGVIDEOX_1_5_VAE))
-        transformer = CogVideoXTransformer3DModel(**(TINY_DIT if tiny else COGVIDEOX_1_5_5B_TRANSFORMER))
+        transformer = CogVideoXTransformer3DModel(
+            **({**TINY_TRANSFORMER, **COGVIDEOX_1_5_LAYOUT} if tiny else COGVIDEOX_1_5_5B_TRANSFORMER)
+        )
         config = transformer.config
         prompt = torch.randn(1, config.max_text_seq_length, config.text_embed_dim)
     model = FullScaleVSR(vae, transformer, CogVideoXDPMScheduler(**COGVIDEOX_1_5_SCHEDULER), prompt)

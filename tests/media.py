@@ -13,6 +13,8 @@ import av
 import numpy as np
 from av.bitstream import BitStreamFilterContext
 
+from worker.video_io import VideoWriter, iter_frames, probe_video
+
 AUDIO_RATE = 44100
 AUDIO_CHUNK = 1024
 
@@ -232,3 +234,15 @@ def rotate_sei(path: Path, clockwise: int) -> Path:
                 filtered.stream = stream
                 out.mux(filtered)
     return rotated
+
+
+def rewrite_clip(source: Path, output: Path, **writer_options: object) -> Path:
+    """Decode `source` with `iter_frames` and encode it with `VideoWriter` (preset ultrafast unless
+    `writer_options` say otherwise), keeping every frame's pts."""
+    info = probe_video(source)
+    options = {"preset": "ultrafast", **writer_options}
+    size = {"width": info.width, "height": info.height, "fps": info.fps, "time_base": info.time_base}
+    with VideoWriter(output, **size, **options) as writer:  # type: ignore[arg-type]
+        for frame in iter_frames(source):
+            writer.write(frame.image, frame.pts)
+    return output

@@ -16,9 +16,10 @@ from diffusers import AutoencoderKLCogVideoX
 from safetensors.torch import load_file
 
 from models.fullscale.checkpoint import F16_FILE, CheckpointError, load_checkpoint
+from models.fullscale.configs import TINY_VAE
 from models.fullscale.f16_decoder import CogVideoXF16Decoder
 from tests.media import make_test_clip
-from tests.support.fullscale import TINY_VAE, make_tiny_checkpoint
+from tests.support.fullscale import make_tiny_checkpoint
 from tests.support.ports import free_port
 from training.fullscale_f16 import (
     LOG_FILE,

@@ -12,10 +12,19 @@ import pytest
 
 from models.sr_model import VSRModel
 from tests.conftest import tiny_model
-from tests.media import MARK, PATCH, make_marked_clip, marked_frame, rotate_sei, rotate_tkhd, to_yuv
+from tests.media import (
+    MARK,
+    PATCH,
+    make_marked_clip,
+    marked_frame,
+    rewrite_clip,
+    rotate_sei,
+    rotate_tkhd,
+    to_yuv,
+)
 from worker.colour import resolve_tags, ycbcr_to_rgb
 from worker.upscale_file import UpscaleOptions, upscale_video
-from worker.video_io import VideoWriter, iter_frames, probe_video
+from worker.video_io import iter_frames, probe_video
 
 W, H, FPS = 48, 32, 12
 FAST = UpscaleOptions(chunk_frames=4, preset="ultrafast", crf=10)
@@ -25,24 +34,6 @@ SRT = "1\n00:00:00,000 --> 00:00:00,500\nhello\n\n2\n00:00:00,500 --> 00:00:00,9
 @pytest.fixture(scope="module")
 def model() -> VSRModel:
     return tiny_model()
-
-
-def _rewrite(source: Path, output: Path) -> Path:
-    """Decode `source` with `iter_frames` and encode it (near-losslessly) with `VideoWriter`."""
-    info = probe_video(source)
-    with VideoWriter(
-        output,
-        width=info.width,
-        height=info.height,
-        fps=info.fps,
-        time_base=info.time_base,
-        crf=0,
-        preset="ultrafast",
-        colour=info.colour,
-    ) as writer:
-        for frame in iter_frames(source):
-            writer.write(frame.image, frame.pts)
-    return output
 
 
 def _patch_samples(frame: av.VideoFrame) -> list[np.ndarray]:
@@ -102,7 +93,8 @@ def test_rotated_clip_comes_out_upright(tmp_path: Path, model: VSRModel, how: st
     decoded = [f.image for f in iter_frames(source)]
     assert all(np.abs(d.astype(int) - u).mean() < 2 for d, u in zip(decoded, upright, strict=True))
 
-    rewritten = _rewrite(source, tmp_path / "rewritten.mp4")  # the output frames: the input's, turned
+    # the output frames: the input's, turned
+    rewritten = rewrite_clip(source, tmp_path / "rewritten.mp4", crf=0, colour=info.colour)
     assert _rotations(rewritten) == [0] * 5
     frames = [f.image for f in iter_frames(rewritten)]
     assert all(np.abs(f.astype(int) - u).mean() < 2 for f, u in zip(frames, upright, strict=True))
@@ -140,7 +132,7 @@ def test_colour_tags_are_carried_and_colours_do_not_shift(
     assert np.abs(decoded[H * 3 // 4 :, W * 3 // 4 :].astype(int) - PATCH).max() <= 3
     assert np.abs(decoded[: H // 4, : W // 4].astype(int) - MARK).max() <= 3
 
-    rewritten = _rewrite(source, tmp_path / "rewritten.mkv")
+    rewritten = rewrite_clip(source, tmp_path / "rewritten.mkv", crf=0, colour=probe_video(source).colour)
     with av.open(str(rewritten)) as c:
         ctx = c.streams.video[0].codec_context
         assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == tags

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.media import make_frame, make_test_clip
+from tests.media import make_frame, make_test_clip, rewrite_clip
 from worker.video_io import Frame, VideoError, VideoWriter, iter_frames, probe_video
 
 DOVE = Path(__file__).resolve().parents[2] / "shared/data/videos/dove_demo_007.mp4"
@@ -59,25 +59,9 @@ def test_iter_frames_count_and_content(clip: Path) -> None:
     assert pts == sorted(pts) and len(set(pts)) == N
 
 
-def _roundtrip(src: Path, dst: Path, **kwargs: object) -> None:
-    info = probe_video(src)
-    with VideoWriter(
-        dst,
-        width=info.width,
-        height=info.height,
-        fps=info.fps,
-        time_base=info.time_base,
-        preset="ultrafast",
-        audio_source=src,
-        **kwargs,  # type: ignore[arg-type]
-    ) as writer:
-        for frame in iter_frames(src):
-            writer.write(frame.image, frame.pts)
-
-
 def test_writer_roundtrip_keeps_pts_and_audio(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    _roundtrip(clip, out)
+    rewrite_clip(clip, out, audio_source=clip)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
     src, dst = probe_video(clip), probe_video(out)
     assert (dst.width, dst.height, dst.fps, dst.time_base) == (W, H, src.fps, src.time_base)
@@ -100,7 +84,7 @@ def test_writer_keeps_variable_frame_rate(tmp_path: Path, suffix: str, codec: st
         tmp_path / "vfr.mp4", frames=6, width=W, height=H, vfr_pts=[0, 40, 100, 110, 300, 320]
     )
     out = tmp_path / f"vfr_out{suffix}"
-    _roundtrip(src, out, codec=codec, crf=30)
+    rewrite_clip(src, out, audio_source=src, codec=codec, crf=30)
     got, want = _video_pts_seconds(out), _video_pts_seconds(src)
     assert len(_audio_packets(out)) == len(_audio_packets(src))
     if suffix == ".mkv":

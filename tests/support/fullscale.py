@@ -8,55 +8,21 @@ import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
 
 from models.fullscale.checkpoint import save_prompt_embedding
-
-TINY_VAE = {
-    "block_out_channels": (8, 16, 16, 32),
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 4,
-    "temporal_compression_ratio": 4,
-    "scaling_factor": 0.7,
-    "invert_scale_latents": True,
-}
-TINY_TRANSFORMER = {
-    "num_attention_heads": 2,
-    "attention_head_dim": 16,
-    "in_channels": 4,
-    "out_channels": 4,
-    "time_embed_dim": 16,
-    "text_embed_dim": 32,
-    "num_layers": 2,
-    "sample_width": 64,
-    "sample_height": 64,
-    "sample_frames": 9,
-    "patch_size": 2,
-    "max_text_seq_length": 8,
-    "temporal_compression_ratio": 4,
-}
-ROTARY_1_5 = {"patch_size_t": 2, "use_rotary_positional_embeddings": True, "patch_bias": False}
-SCHEDULER = {  # CogVideoX1.5's DPM scheduler settings
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "snr_shift_scale": 1.0,
-    "timestep_spacing": "trailing",
-}
+from models.fullscale.configs import COGVIDEOX_1_5_LAYOUT, COGVIDEOX_1_5_SCHEDULER, TINY_TRANSFORMER, TINY_VAE
 
 
 def make_tiny_checkpoint(directory: Path, *, cogvideox_1_5: bool = True, seed: int = 0) -> Path:
     """vae/, transformer/, scheduler/ and the prompt embedding, random weights (outputs non-trivial)."""
     torch.manual_seed(seed)
     vae = AutoencoderKLCogVideoX(**TINY_VAE)
-    transformer = CogVideoXTransformer3DModel(**TINY_TRANSFORMER, **(ROTARY_1_5 if cogvideox_1_5 else {}))
+    layout = COGVIDEOX_1_5_LAYOUT if cogvideox_1_5 else {}
+    transformer = CogVideoXTransformer3DModel(**TINY_TRANSFORMER, **layout)
     with torch.no_grad():  # CogVideoX zero-initialises nothing that matters here; make the DiT act
         for parameter in transformer.parameters():
             parameter.add_(0.02 * torch.randn_like(parameter))
     vae.save_pretrained(directory / "vae")
     transformer.save_pretrained(directory / "transformer")
-    CogVideoXDPMScheduler(**SCHEDULER).save_pretrained(directory / "scheduler")
+    CogVideoXDPMScheduler(**COGVIDEOX_1_5_SCHEDULER).save_pretrained(directory / "scheduler")
     embedding = torch.randn(1, TINY_TRANSFORMER["max_text_seq_length"], TINY_TRANSFORMER["text_embed_dim"])
     save_prompt_embedding(directory, embedding)
     return directory

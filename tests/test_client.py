@@ -351,7 +351,7 @@ def test_http_errors_are_typed(
 @pytest.fixture
 def redis_refusing_writes(redis_url: str) -> Iterator[Callable[[bool], None]]:
     """Switch the real Redis into refusing writes (maxmemory 1 byte, no eviction: `OOM command not
-    allowed`), an error the API has no handler for, so it answers a plain 500."""
+    allowed`), an error the API has no handler for, so it answers 500 internal_error."""
     client = redis.Redis.from_url(redis_url)
 
     def refuse(on: bool) -> None:
@@ -382,8 +382,9 @@ def test_bad_request_and_server_errors_are_typed(
 
     def check_server_error(error: pytest.ExceptionInfo[ServerError]) -> None:
         assert type(error.value) is ServerError  # not ServiceUnavailableError: a 500 is not retried
-        assert (error.value.status, error.value.code) == (500, "http_500")
-        assert error.value.message == "Internal Server Error" and "Traceback" not in str(error.value)
+        assert (error.value.status, error.value.code) == (500, "internal_error")
+        assert error.value.message == "internal server error; it is logged"
+        assert "Traceback" not in str(error.value)
 
     with VsrClient(api_only.url, acme.key, on_retry=events.append) as client:
         with pytest.raises(BadRequestError) as bad:
@@ -410,6 +411,23 @@ def test_bad_request_and_server_errors_are_typed(
 
     asyncio.run(scenario())
     assert events == []  # neither error is retried
+    assert files_under(api_only.settings.data_dir / "spool") == []
+
+
+def test_unexpected_error_before_the_upload_is_read_reaches_the_client(
+    api_only: ServiceThreads, acme: ApiTenant, clip: Path, redis_refusing_writes: Callable[[bool], None]
+) -> None:
+    """A 500 raised before the body is read (the tenant-limit check) is still answered, in the error
+    shape: the connection is kept and the unread upload drained, so the client does not see a reset."""
+    upload = clip.read_bytes() + b"\0" * (16 << 20)  # far more than the socket buffers hold
+    redis_refusing_writes(True)
+    for _ in range(3):
+        response = httpx.post(
+            f"{api_only.url}/v1/jobs", headers=acme.headers, files={"file": ("big.mp4", upload)}, timeout=60
+        )
+        assert response.status_code == 500
+        assert response.json()["error"]["code"] == "internal_error"
+    redis_refusing_writes(False)
     assert files_under(api_only.settings.data_dir / "spool") == []
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from service.api import routes_console, routes_jobs, routes_system
-from service.api.errors import install_error_handlers
+from service.api.errors import error_response, install_error_handlers
 from service.background import start_background
 from service.container import Services, build_services
 from service.job_queue import live_workers, queue_depth
@@ -60,16 +60,20 @@ def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
     async def record_request(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        start, status = time.perf_counter(), 500  # an exception escaping the app is answered with 500
+        start = time.perf_counter()
         try:
             response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            template = getattr(request.scope.get("route"), "path", "unmatched")
-            metrics = services.metrics
-            metrics.requests.labels(request.method, template, str(status)).inc()
-            metrics.request_seconds.labels(request.method, template).observe(time.perf_counter() - start)
+        except Exception:
+            # Answered here, in the one error shape, rather than left to the server: uvicorn would send a
+            # bare 500 and close the connection with the upload unread, so the client could see a reset
+            # instead of the answer. A handled response keeps the connection and drains the body.
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+            response = error_response(500, "internal_error", "internal server error; it is logged")
+        template = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics = services.metrics
+        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+        metrics.request_seconds.labels(request.method, template).observe(time.perf_counter() - start)
+        return response
 
     return app
 

@@ -66,7 +66,8 @@ def create_app(services: Services, *, run_background: bool = True) -> FastAPI:
         except Exception:
             # Answered here, in the one error shape, rather than left to the server: uvicorn would send a
             # bare 500 and close the connection with the upload unread, so the client could see a reset
-            # instead of the answer. A handled response keeps the connection and drains the body.
+            # instead of the answer. A handled response keeps the connection and drains the body. (Not an
+            # `exception_handler(Exception)` in errors.py: Starlette re-raises those to the server.)
             log.exception("unhandled error in %s %s", request.method, request.url.path)
             response = error_response(500, "internal_error", "internal server error; it is logged")
         template = getattr(request.scope.get("route"), "path", "unmatched")

@@ -122,7 +122,9 @@ def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> N
     from models.sr_model import VSRModel
 
     torch.manual_seed(0)
-    settings = tiny_settings(steps_vae=30, steps_decoder=30, steps_finetune=30, log_every=29)
+    # 30 fine-tuning steps moved the pool's PSNR by only +0.02 dB here, and by -0.002 dB on CI's CPU
+    # (float order differs); 60 move it by +0.2 dB, ten times what such differences reach.
+    settings = tiny_settings(steps_vae=30, steps_decoder=30, steps_finetune=60, log_every=29)
     model, f8 = VSRModel(settings.config).train(), Decoder(settings.config.vae, head="f8").train()
     log = Logger(tmp_path / "log.jsonl")
     fixed = ClipPool(hr=pool.hr[:4], lr=pool.lr[:4])
@@ -134,7 +136,7 @@ def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> N
     finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation)
     after = validation_metrics(model, fixed, reconstruct=False)["val_psnr"]
     for stage in ("vae", "decoder", "finetune"):
-        first, last = losses(tmp_path / "log.jsonl", stage)
+        first, *_, last = losses(tmp_path / "log.jsonl", stage)
         assert last < first, (stage, first, last)
     assert after > before
 

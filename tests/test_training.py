@@ -118,12 +118,20 @@ def losses(path: Path, stage: str) -> list[float]:
     return [r["loss"] for r in records if r["stage"] == stage]
 
 
+def pipeline_l1(model, pool: ClipPool) -> float:
+    """The fine-tuning objective (mean absolute error of the whole pipeline) over the whole pool."""
+    lr, hr = pool.batch(np.arange(len(pool)))
+    model.eval()
+    with torch.no_grad():
+        error = (model(lr) - hr).abs().mean().item()
+    model.train()
+    return error
+
+
 def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> None:
     from models.sr_model import VSRModel
 
     torch.manual_seed(0)
-    # 30 fine-tuning steps moved the pool's PSNR by only +0.02 dB here, and by -0.002 dB on CI's CPU
-    # (float order differs); 60 move it by +0.2 dB, ten times what such differences reach.
     settings = tiny_settings(steps_vae=30, steps_decoder=30, steps_finetune=60, log_every=29)
     model, f8 = VSRModel(settings.config).train(), Decoder(settings.config.vae, head="f8").train()
     log = Logger(tmp_path / "log.jsonl")
@@ -132,13 +140,17 @@ def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> N
     warm_start_f16(model, f8)
     no_validation = lambda: {}  # noqa: E731
     train_decoder(model, f8, fixed, settings, 1.0, 0, log, no_validation, "decoder")
-    before = validation_metrics(model, fixed, reconstruct=False)["val_psnr"]
-    finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation)
-    after = validation_metrics(model, fixed, reconstruct=False)["val_psnr"]
-    for stage in ("vae", "decoder", "finetune"):
+    for stage in ("vae", "decoder"):  # these losses halve, far beyond batch-to-batch variation
         first, *_, last = losses(tmp_path / "log.jsonl", stage)
         assert last < first, (stage, first, last)
-    assert after > before
+    # Fine-tuning gains less and its batch losses vary with the clips drawn (0.034-0.050 here), so it
+    # is judged on the whole pool. 30 steps moved the pool's PSNR by +0.02 dB here and by -0.002 dB on
+    # CI's CPU (float order differs); 60 move it by +0.2 dB and the objective by 5 %.
+    before_psnr, before_l1 = validation_metrics(model, fixed, False)["val_psnr"], pipeline_l1(model, fixed)
+    finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation)
+    after_psnr, after_l1 = validation_metrics(model, fixed, False)["val_psnr"], pipeline_l1(model, fixed)
+    assert after_l1 < before_l1
+    assert after_psnr > before_psnr
 
 
 def test_downscale2_maps_to_the_encoder_grid() -> None:

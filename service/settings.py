@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engines.settings import EngineSettings
 from service.webhooks import DEFAULT_RETRY_JITTER, DEFAULT_RETRY_SCHEDULE_S
+from worker.stages import IO_NICENESS
 
 GIB = 1024**3
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -118,6 +119,9 @@ class Settings(BaseSettings):
     chunk_frames: int = Field(8, ge=1)
     memory_budget_mb: int | None = Field(
         4096, ge=1, description="activation memory of one chunk; larger frames run as tiles (None: off)"
+    )
+    io_niceness: int = Field(
+        IO_NICENESS, ge=0, le=19, description="how much lower decode/encode threads' CPU priority is"
     )
     progress_interval_s: float = Field(1.0, ge=0, description="job record / webhook progress throttle")
     worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")

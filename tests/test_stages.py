@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +109,39 @@ def test_a_failure_anywhere_is_raised_and_stops_every_stage(where: str) -> None:
         run_overlapped(source(), transform, sink, depth=2, on_output=on_output)
     assert closed.is_set()  # the source generator was closed, not left suspended
     assert _no_stage_threads_left()
+
+
+def _own_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_reader_and_writer_run_at_a_lower_cpu_priority_than_the_transform() -> None:
+    caller = _own_niceness()
+    reader: list[int] = []
+    writer: list[int] = []
+    transform: list[int] = []
+
+    def source() -> Iterator[int]:
+        reader.append(_own_niceness())
+        yield from range(3)
+
+    def noted(items: Iterator[int]) -> Iterator[int]:
+        for item in items:
+            transform.append(_own_niceness())
+            yield item
+
+    run_overlapped(source(), noted, lambda _: writer.append(_own_niceness()), depth=2, io_niceness=5)
+    assert reader == [min(19, caller + 5)]
+    assert set(writer) == {min(19, caller + 5)} and len(writer) == 3
+    assert set(transform) == {caller}  # the calling thread keeps its priority
+    assert _own_niceness() == caller
+
+
+def test_io_niceness_outside_0_to_19_is_refused(tmp_path: Path) -> None:
+    from worker.upscale_file import UpscaleOptions
+    from worker.video_io import VideoError
+
+    for niceness in (-1, 20):
+        with pytest.raises(VideoError, match="io_niceness must be 0-19") as exc_info:
+            UpscaleOptions(io_niceness=niceness).validate(tmp_path / "out.mp4")
+        assert exc_info.value.code == "unsupported_option"

@@ -245,6 +245,7 @@ class JobRunner:
             max_input_pixels=settings.max_input_pixels,
             memory_budget_bytes=settings.memory_budget_mb and settings.memory_budget_mb << 20,
             max_input_frames=settings.max_input_frames,
+            io_niceness=settings.io_niceness,
         )
         model = self.runtime.model(params.model or settings.default_model)
         metrics = self.metrics

@@ -4,10 +4,15 @@ The reader pulls items from `source` into a queue of at most `depth` items; the 
 runs on the calling thread and its outputs go through a second bounded queue to the writer thread. So
 decoding and encoding overlap inference, and memory stays bounded whatever the length. A failure in
 any stage stops the others and is raised on the calling thread; nothing is left running.
+
+The reader and writer threads can run at a lower CPU priority (`io_niceness`, Linux per-thread nice,
+inherited by the codec threads FFmpeg starts from them), so that where decode and encode share cores
+with the model they take the cores' idle moments instead of the model's time.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -18,6 +23,7 @@ from typing import Generic, TypeVar
 A = TypeVar("A")
 B = TypeVar("B")
 _POLL_S = 0.1  # how often a blocked stage looks whether another one failed
+IO_NICENESS = 19  # the lowest: about 1.5 % of a core against a busy model thread, all of an idle one
 
 
 class _End:
@@ -65,6 +71,19 @@ class _Channel(Generic[A]):
         return _END
 
 
+def lower_thread_priority(niceness: int) -> None:
+    """Raise the calling thread's nice value by `niceness` (Linux: nice is per thread; a no-op elsewhere
+    or where the system refuses)."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread_id = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread_id)
+        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, current + niceness))
+    except OSError:
+        pass  # an unprivileged thread may always lower its priority; a sandbox may still refuse
+
+
 class _Failure:
     def __init__(self) -> None:
         self.error: BaseException | None = None
@@ -82,11 +101,13 @@ def run_overlapped(
     *,
     depth: int,
     on_output: Callable[[int], None] | None = None,
+    io_niceness: int = 0,
 ) -> StageTimes:
     """Feed `source` through `transform` into `sink`, the three running concurrently.
 
     `on_output(n)` runs on the calling thread after the n-th output was handed to the writer (it may
     raise, e.g. to cancel). Returns once every output was sunk; raises the first failure of any stage.
+    `io_niceness`: how much lower the reader's and writer's CPU priority is (0: the same).
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
@@ -95,6 +116,7 @@ def run_overlapped(
     outputs: _Channel[B] = _Channel(depth, stop)
 
     def read() -> None:
+        lower_thread_priority(io_niceness)
         try:
             while True:
                 start = time.perf_counter()
@@ -111,6 +133,7 @@ def run_overlapped(
                 close()  # a generator is closed on the thread that ran it
 
     def write() -> None:
+        lower_thread_priority(io_niceness)
         try:
             while not isinstance(item := outputs.get(), _End):
                 start = time.perf_counter()

@@ -23,7 +23,7 @@ from engines.pipeline import EngineSet
 from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
 from worker.memory_budget import MemoryBudgetError
-from worker.stages import run_overlapped
+from worker.stages import IO_NICENESS, run_overlapped
 from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
 from worker.video_io import (
     Frame,
@@ -52,6 +52,7 @@ class UpscaleOptions:
     max_input_pixels: int | None = None  # refuse larger frames (decompression bombs) before decoding
     max_input_frames: int | None = None  # refuse longer videos (header, then while decoding)
     memory_budget_bytes: int | None = None  # one chunk's activations; larger frames run as tiles
+    io_niceness: int = IO_NICENESS  # decode/encode threads yield CPU to the model (0: equal priority)
 
     def validate(self, output: Path) -> None:
         """Raise `VideoError("unsupported_option")` for any option this output cannot take."""
@@ -62,6 +63,8 @@ class UpscaleOptions:
         validate_encode_options(output, self.codec, self.crf, self.preset)
         if self.chunk_frames < 1:
             raise VideoError("unsupported_option", f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if not 0 <= self.io_niceness <= 19:
+            raise VideoError("unsupported_option", f"io_niceness must be 0-19, got {self.io_niceness}")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
             raise VideoError(
                 "unsupported_option", f"memory_budget_bytes must be > 0, got {self.memory_budget_bytes}"
@@ -155,6 +158,7 @@ def upscale_video(
             lambda image: writer.write(image, pts_queue.popleft()),
             depth=upscaler.chunk_frames + 1,  # the next chunk decodes while this one runs
             on_output=None if progress is None else lambda done: progress(done, info.frames_estimate),
+            io_niceness=options.io_niceness,
         )
         start = time.perf_counter()
     encode_seconds = times.write + time.perf_counter() - start  # + flush, audio copy, mux and rename

@@ -89,8 +89,11 @@ def main() -> None:
         results["sets"][f"sam2_bedroom_{label}"] = report["mean"]
         print(f"sam2_bedroom ({label}):")
         for name, row in report["mean"].items():
-            ewarp = "-" if row["ewarp"] is None else f"{row['ewarp']:.3f}"
-            print(f"  {name:24s} {row['psnr_y']:.2f} dB  SSIM {row['ssim_y']:.4f}  E_warp {ewarp}")
+            ewarp, own = ("-" if v is None else f"{v:.3f}" for v in (row["ewarp"], row["ewarp_self_flow"]))
+            print(
+                f"  {name:24s} {row['psnr_y']:.2f} dB  SSIM {row['ssim_y']:.4f}  "
+                f"E_warp {ewarp} (self flow {own})"
+            )
     for name, path in models.items():
         results["speed_180p_to_720p"][name] = speed(path)
         print(f"speed {name}: {results['speed_180p_to_720p'][name]}")

@@ -20,7 +20,14 @@ import numpy as np
 from evaluation.matlab_resize import imresize
 from evaluation.metrics import SSIM_CONVENTION, SSIM_MIN_SIZE, Y_CONVENTION, frame_metrics
 from evaluation.sequences import SCALE, EvalError, SequenceSource, find_sequences
-from evaluation.warping import EWARP_SCALE, FLOW_METHOD, FrameFlow, estimate_flow, warp_error
+from evaluation.warping import (
+    EWARP_SCALE,
+    FLOW_METHOD,
+    SELF_FLOW_METHOD,
+    FrameFlow,
+    estimate_flow,
+    warp_error,
+)
 
 if TYPE_CHECKING:
     from models.sr_model import VSRModel
@@ -53,7 +60,7 @@ class Method:
 @dataclass(frozen=True)
 class EvalSettings:
     crop_border: int = 0  # pixels removed on every side before PSNR/SSIM
-    warp_error: bool = True  # measure E_warp (two Farneback flows per GT frame pair)
+    warp_error: bool = True  # measure E_warp on GT flow and on each output's own flow
     crop: Crop | None = None  # the visual crop; None: a centre crop of up to 256x256
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,6 +70,7 @@ class EvalSettings:
             "ssim": SSIM_CONVENTION,
             "averaging": "per clip: mean over frames; overall: mean over clips",
             "ewarp": f"{FLOW_METHOD}; reported x{EWARP_SCALE:g}" if self.warp_error else None,
+            "ewarp_self_flow": SELF_FLOW_METHOD if self.warp_error else None,
             "bicubic": "MATLAB imresize x4, cubic a=-0.5, symmetric padding, float64, rounded to uint8",
             "scale": SCALE,
         }
@@ -73,6 +81,7 @@ class _Tally:
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     ewarp: list[float] = field(default_factory=list)
+    ewarp_self_flow: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -142,12 +151,17 @@ def _check_output(name: str, method: str, t: int, out: np.ndarray | None, gt: np
     return out
 
 
+def _scaled_mean(errors: list[float]) -> float | None:
+    return float(np.mean(errors)) * EWARP_SCALE if errors else None
+
+
 def _method_row(tally: _Tally, cost: RunCost, frames: int, source: SequenceSource) -> dict[str, Any]:
     seconds = tally.seconds if cost.seconds is None else cost.seconds
     return {
         "psnr_y": float(np.mean(tally.psnr)),
         "ssim_y": float(np.mean(tally.ssim)),
-        "ewarp": float(np.mean(tally.ewarp)) * EWARP_SCALE if tally.ewarp else None,
+        "ewarp": _scaled_mean(tally.ewarp),
+        "ewarp_self_flow": _scaled_mean(tally.ewarp_self_flow),
         "fps": frames / seconds if seconds > 0 else math.inf,
         "seconds": seconds,
         "gmacs_per_frame": None if cost.macs is None else cost.macs / frames / 1e9,
@@ -183,6 +197,8 @@ def evaluate_sequence(
             tallies[name].ssim.append(ssim)
             if flow is not None:
                 tallies[name].ewarp.append(warp_error(previous[name], out, flow))
+                own_flow = estimate_flow(previous[name], out)
+                tallies[name].ewarp_self_flow.append(warp_error(previous[name], out, own_flow))
             previous[name] = frames[name] = out
         if t == crop_at:
             x, y, w, h = box
@@ -201,6 +217,11 @@ def evaluate_sequence(
     return clip, crops
 
 
+def _mean_of_known(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
 def summarize(
     clips: list[dict[str, Any]], methods: Sequence[Method], settings: EvalSettings
 ) -> dict[str, Any]:
@@ -208,13 +229,13 @@ def summarize(
     mean: dict[str, dict[str, Any]] = {}
     for method in methods:
         rows = [clip["methods"][method.name] for clip in clips]
-        ewarps = [row["ewarp"] for row in rows if row["ewarp"] is not None]
         frames, seconds = sum(row["frames"] for row in rows), sum(row["seconds"] for row in rows)
         known_macs = all(row["gmacs_per_frame"] is not None for row in rows)
         mean[method.name] = {
             "psnr_y": float(np.mean([row["psnr_y"] for row in rows])),
             "ssim_y": float(np.mean([row["ssim_y"] for row in rows])),
-            "ewarp": float(np.mean(ewarps)) if ewarps else None,
+            "ewarp": _mean_of_known(row["ewarp"] for row in rows),
+            "ewarp_self_flow": _mean_of_known(row["ewarp_self_flow"] for row in rows),
             "fps": frames / seconds if seconds > 0 else math.inf,
             "seconds": seconds,
             "gmacs_per_frame": (

@@ -14,6 +14,12 @@ For each frame t >= 1 of a clip:
    (over every pixel if none is kept).
 
 E_warp = the mean of e_t over t = 1 .. T-1; lower is better. Reports multiply it by `EWARP_SCALE` (1e3).
+
+Reports also give E_warp on the output's own flow ("self flow"): the same steps with the flow estimated
+on the method's output frames instead of the GT. That is the convention of DOVE's evaluation script
+(which uses RAFT; Farneback here), so it compares with published E*_warp tables in kind, not in value.
+It rewards any output that is stable along its own motion, blur included; the GT-flow column asks
+that the output also move as the scene does.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import cv2
 import numpy as np
 
 EWARP_SCALE = 1e3
+SELF_FLOW_METHOD = "the same, with the flow estimated on the method's own output (DOVE's convention)"
 FLOW_METHOD = (
     "OpenCV Farneback (pyr_scale 0.5, levels 3, winsize 15, iterations 3, poly_n 5, poly_sigma 1.2) "
     "on the GT frames; backward flow t -> t-1, forward-backward occlusion and motion-boundary mask "

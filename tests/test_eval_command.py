@@ -25,6 +25,7 @@ ROW_KEYS = {
     "psnr_y",
     "ssim_y",
     "ewarp",
+    "ewarp_self_flow",
     "fps",
     "frames",
     "seconds",
@@ -80,14 +81,15 @@ def test_eval_folder_writes_report_and_crops(
     for name in (BICUBIC, MODEL):
         row = clip["methods"][name]
         assert set(row) == ROW_KEYS and row["frames"] == 7 and row["fps"] > 0
-        assert row["ewarp"] > 0 and row["output_size"] == [112, 64]
+        assert row["ewarp"] > 0 and row["ewarp_self_flow"] > 0 and row["output_size"] == [112, 64]
         assert report["mean"][name]["psnr_y"] == row["psnr_y"]  # one clip: the mean is that clip
     bicubic = clip["methods"][BICUBIC]
     assert bicubic["gmacs_per_frame"] is None and clip["methods"][MODEL]["gmacs_per_frame"] > 0
     assert abs(bicubic["psnr_y"] - 25.65) < 0.005 and abs(bicubic["ssim_y"] - 0.8165) < 0.00005
     assert abs(clip["methods"][MODEL]["psnr_y"] - bicubic["psnr_y"]) < 0.5  # torch bicubic, not MATLAB's
     markdown = (out / "report.md").read_text()
-    assert "| method | PSNR-Y (dB) | SSIM-Y | E_warp (x1e-3) | frames/s | GMACs/frame |" in markdown
+    head = "| method | PSNR-Y (dB) | SSIM-Y | E_warp (x1e-3) | E_warp self flow (x1e-3) | frames/s |"
+    assert head in markdown
     assert "| bicubic (MATLAB) | 25.65 | 0.8165 |" in markdown and f"| {MODEL} |" in markdown
     assert markdown.strip().splitlines()[0] in stdout  # the tables are printed too
     with Image.open(out / clip["crop_image"]) as panel:  # GT, bicubic, model side by side
@@ -110,7 +112,7 @@ def test_eval_video_pair_matches_frame_folders(
     [clip] = report["clips"]
     assert clip["name"] == "gt" and clip["frames"] == 5 and clip["crop"] == [8, 4, 32, 16]
     row = clip["methods"][BICUBIC]
-    assert row["ewarp"] is None and row["frames"] == 5
+    assert row["ewarp"] is None and row["ewarp_self_flow"] is None and row["frames"] == 5
     folder_out = tmp_path / "folder"
     code, _, stderr = run_cli(
         [

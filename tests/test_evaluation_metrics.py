@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from evaluation.matlab_resize import imresize, resize_matrix
 from evaluation.metrics import frame_metrics, psnr, rgb_to_y, ssim
-from evaluation.runner import BICUBIC, EvalSettings, bicubic_method, evaluate_sequence
+from evaluation.runner import BICUBIC, EvalSettings, Method, bicubic_method, evaluate_sequence
 from evaluation.sequences import find_sequences, frame_files, image_size, read_frame
 from evaluation.warping import sequence_warp_error
 
@@ -120,3 +121,23 @@ def test_warp_error_static_flicker_and_motion(shared_data: Path) -> None:
     unwarped = np.mean([np.mean((a / 255.0 - b / 255.0) ** 2) for a, b in pairwise(moving)])
     moving_error = sequence_warp_error(moving, moving)
     assert moving_error is not None and moving_error < 0.05 * unwarped
+
+
+def test_self_flow_warp_error_measures_each_output_along_its_own_motion(shared_data: Path) -> None:
+    """On GT-identical output both E_warp columns agree; an output frozen on its first frame is
+    perfectly stable along its own (zero) motion, and only the GT flow sees that it does not move."""
+    [source] = find_sequences(shared_data / "vimeo_tiny")
+    gt = list(source.iter_gt())
+
+    def as_gt(frames: Iterable[np.ndarray], cost: object) -> Iterator[np.ndarray]:
+        return iter(gt[: len(list(frames))])
+
+    def frozen(frames: Iterable[np.ndarray], cost: object) -> Iterator[np.ndarray]:
+        return iter([gt[0]] * len(list(frames)))
+
+    methods = [Method("as GT", "the GT frames", as_gt), Method("frozen", "GT frame 0 repeated", frozen)]
+    clip, _ = evaluate_sequence(source, methods, EvalSettings())
+    same, still = clip["methods"]["as GT"], clip["methods"]["frozen"]
+    assert same["ewarp_self_flow"] == pytest.approx(same["ewarp"], rel=1e-12) and same["ewarp"] > 0
+    assert still["ewarp_self_flow"] == 0.0
+    assert still["ewarp"] > 0.1

@@ -17,7 +17,12 @@ from training import sources
 from training.clips import photo_clip, video_clip
 from training.data import ClipPool, build_pool
 from training.degrade import degrade, h264_roundtrip
-from training.objectives import free_energy, guidance_weight, guided_decoder_loss
+from training.objectives import (
+    free_energy,
+    guidance_weight,
+    guided_decoder_loss,
+    temporal_difference_loss,
+)
 from training.recipe import (
     Logger,
     TrainSettings,
@@ -100,6 +105,16 @@ def test_guidance_weight_decays_to_zero() -> None:
     assert guided_decoder_loss(out, hr, bound, 2.0).item() == pytest.approx(2.0)
 
 
+def test_temporal_difference_loss_costs_flicker_not_a_steady_offset() -> None:
+    hr = torch.rand(2, 3, 4, 8, 8)
+    assert temporal_difference_loss(hr + 0.1, hr).item() == pytest.approx(0.0, abs=1e-7)
+    flicker = hr + torch.tensor([0.0, 0.1, 0.0, 0.1]).view(1, 1, 4, 1, 1)  # +-0.1 between frames
+    assert temporal_difference_loss(flicker, hr).item() == pytest.approx(0.1, rel=1e-5)
+    frozen = hr[:, :, :1].expand_as(hr)  # misses the change the HR clip has
+    expected = (hr[:, :, 1:] - hr[:, :, :-1]).abs().mean().item()
+    assert temporal_difference_loss(frozen, hr).item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_warm_start_copies_the_f8_trunk() -> None:
     from models.sr_model import VSRModel
 
@@ -163,15 +178,19 @@ def test_vsr_train_writes_a_loadable_model_and_its_logs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "model"
-    code = main(["train", "--out", str(out), "--steps-scale", "0.004", "--quiet", "--threads", "2"])
+    args = ["train", "--out", str(out), "--steps-scale", "0.004", "--temporal-weight", "0.5"]
+    code = main([*args, "--quiet", "--threads", "2"])
     assert code == 0
     model = load_model(out)
     assert model.config.lr_conditioning and model.config.bicubic_skip
     summary = json.loads((out / "training_summary.json").read_text())
     assert set(summary["seconds"]) >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune"}
     assert summary["ablation"]["guided"] and summary["ablation"]["unguided"]
-    stages = {json.loads(line)["stage"] for line in (out / "training_log.jsonl").read_text().splitlines()}
+    assert summary["settings"]["temporal_weight"] == 0.5
+    records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    stages = {record["stage"] for record in records}
     assert stages >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune", "done"}
+    assert all(r["temporal"] >= 0 for r in records if r["stage"] == "finetune")  # the term is logged
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["out"] == str(out) and "val_psnr" in printed
 
@@ -180,4 +199,7 @@ def test_vsr_train_rejects_bad_steps(tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--out", str(tmp_path / "m"), "--steps-scale", "0"])
     assert "bad_steps" in str(exit_info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "m"), "--temporal-weight", "-1"])
+    assert "bad_option: --temporal-weight must be >= 0" in str(exit_info.value)
     assert not (tmp_path / "m").exists()

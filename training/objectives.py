@@ -75,6 +75,12 @@ def upsample_bound(f8_video: torch.Tensor) -> torch.Tensor:
     return resize_frames(f8_video, 2, "bicubic").clamp(0, 1)
 
 
+def temporal_difference_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |(O_t - O_{t-1}) - (HR_t - HR_{t-1})| over (B, C, T, H, W) clips: change between frames
+    that the HR clip does not have (flicker) costs, change that it has is asked for."""
+    return ((output[:, :, 1:] - output[:, :, :-1]) - (target[:, :, 1:] - target[:, :, :-1])).abs().mean()
+
+
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
     """RGB PSNR in dB of [0, 1] tensors (a training log metric; evaluation uses the Y channel)."""
     mse = F.mse_loss(output.clamp(0, 1), target).item()

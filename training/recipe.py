@@ -40,6 +40,7 @@ from training.objectives import (
     guided_decoder_loss,
     psnr,
     sample_posterior,
+    temporal_difference_loss,
     upsample_bound,
 )
 
@@ -64,6 +65,7 @@ class TrainSettings:
     steps_denoiser: int = 300
     steps_finetune: int = 2400
     learning_rate: float = 1e-3
+    temporal_weight: float = 0.0  # fine-tune: L1 + this x temporal_difference_loss
     kl_weight: float = 1.0
     guidance: float = 1.0  # initial weight of the lower-bound term
     guidance_fraction: float = 0.5  # of the decoder stage, after which the weight is 0
@@ -292,7 +294,12 @@ def finetune_pixels(
         lr, hr = next(source)
         with torch.no_grad():
             latent = model.encode(lr)
-        return (model.decode(model.denoise(latent), lr) - hr).abs().mean(), {}
+        output = model.decode(model.denoise(latent), lr)
+        pixels = (output - hr).abs().mean()
+        if settings.temporal_weight == 0:
+            return pixels, {}
+        temporal = temporal_difference_loss(output, hr)
+        return pixels + settings.temporal_weight * temporal, {"temporal": temporal.item()}
 
     parameters = [*model.denoiser.parameters(), *model.decoder.parameters()]
     return optimise(

@@ -28,6 +28,12 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument("--variant", choices=sorted(VARIANTS), default="extended")
     train.add_argument("--degradation", choices=DEGRADATIONS, default="mixed", help="LR synthesis")
     train.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
+    train.add_argument(
+        "--temporal-weight",
+        type=float,
+        default=0.0,
+        help="fine-tune: weight of the frame-difference term (flicker) beside L1",
+    )
     train.add_argument("--no-ablation", action="store_true", help="skip the unguided decoder run")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -45,10 +51,16 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.steps_scale <= 0:
         raise SystemExit("vsr: error: bad_steps: --steps-scale must be > 0 (see --help)")
+    if args.temporal_weight < 0:
+        raise SystemExit("vsr: error: bad_option: --temporal-weight must be >= 0 (see --help)")
     torch.set_num_threads(args.threads)
     config = dataclasses.replace(load_named_config(args.config), **VARIANTS[args.variant])
     settings = TrainSettings(
-        config=config, degradation=args.degradation, seed=args.seed, ablation=not args.no_ablation
+        config=config,
+        degradation=args.degradation,
+        seed=args.seed,
+        ablation=not args.no_ablation,
+        temporal_weight=args.temporal_weight,
     ).scaled(args.steps_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
 
+from models.resampling import fold_channel_copies
+
 
 def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     """(B, C, T, H, W) -> (B*T, C, H, W)."""
@@ -32,10 +34,12 @@ def batch_to_frames(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x.reshape(batch, bt // batch, c, h, w).transpose(1, 2)
 
 
-def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)`, but on CPU fp32 inference always through oneDNN. PyTorch picks its much slower native
-    conv3d when N*C*T*H < 20480 (a heuristic written for 2D that ignores W: e.g. 6-12x slower at
-    (1, 32, 11, 46, 80)); tracing, export, compilation, fake tensors and training keep the standard call."""
+def conv3d(conv: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """`conv(x)` (with `weight` in place of `conv.weight` if given), but on CPU fp32 inference always
+    through oneDNN. PyTorch picks its much slower native conv3d when N*C*T*H < 20480 (a heuristic written
+    for 2D that ignores W: e.g. 6-12x slower at (1, 32, 11, 46, 80)); tracing, export, compilation, fake
+    tensors and training keep the standard call."""
+    weight = conv.weight if weight is None else weight
     if (
         x.device.type != "cpu"
         or x.dtype != torch.float32
@@ -46,11 +50,11 @@ def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         or torch.compiler.is_compiling()
         or isinstance(x, FakeTensor)  # the memory probe: shapes only, no oneDNN kernel
     ):
-        return conv(x)
+        return conv._conv_forward(x, weight, conv.bias)
     padding = conv.padding if isinstance(conv.padding, tuple) else (0, 0, 0)
     return torch.ops.aten.mkldnn_convolution(
         x.contiguous(),
-        conv.weight,
+        weight,
         conv.bias,
         list(padding),
         list(conv.stride),
@@ -66,7 +70,11 @@ PAST_FRAMES = "stream.past_frames"  # int64 (1,): real latent frames in fixed-le
 
 class CausalConv3d(nn.Module):
     """3D convolution padded in time on the past side only: by the previous chunk's last frames when
-    streaming, else by repeating the first frame."""
+    streaming, else by repeating the first frame.
+
+    `input_copies=r`: the conv's input is `x.repeat_interleave(r, dim=1)`; it runs on `x` with the copies'
+    kernels summed (same result, 1/r of the MACs), and the streaming history holds `x`.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
@@ -76,18 +84,30 @@ class CausalConv3d(nn.Module):
             in_channels, out_channels, kernel_size, padding=(0, kernel_size // 2, kernel_size // 2)
         )
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, input_copies: int = 1
+    ) -> torch.Tensor:
         if self.time_pad:
             start = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
             past = cache.get(self.cache_key) if cache is not None else None
             if past is None:
                 past = start
             elif cache is not None and FIRST_CHUNK in cache:
-                past = torch.where(cache[FIRST_CHUNK] != 0, start, past)
+                past = first_chunk_select(cache[FIRST_CHUNK], start, past)
             x = torch.cat([past, x], dim=2)  # (B, C, T + k - 1, H, W)
             if cache is not None:
                 cache[self.cache_key] = x[:, :, -self.time_pad :].detach()
-        return conv3d(self.conv, x)
+        weight = fold_channel_copies(self.conv.weight, input_copies) if input_copies > 1 else None
+        return conv3d(self.conv, x, weight)
+
+
+def first_chunk_select(flag: torch.Tensor, start: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
+    """`start` where the int64 (1,) `flag` is set, else `past`. Exported graphs blend with the flag as a
+    0/1 float (exact for finite values): ONNX Runtime's broadcasting `Where` is many times slower."""
+    if torch.onnx.is_in_onnx_export():
+        weight = flag.to(start.dtype).reshape(1, 1, 1, 1, 1)
+        return start * weight + past * (1 - weight)
+    return torch.where(flag != 0, start, past)
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -113,7 +133,8 @@ class ResBlock3d(nn.Module):
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)), cache)
         h = self.conv2(F.silu(self.norm2(h)), cache)
-        return self.shortcut(x) + h
+        shortcut = conv3d(self.shortcut, x) if isinstance(self.shortcut, nn.Conv3d) else x
+        return shortcut + h
 
 
 class Downsample(nn.Module):

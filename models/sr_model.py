@@ -17,12 +17,18 @@ from torch import nn
 from models.blocks import StreamCache, batch_to_frames, frames_to_batch
 from models.config import OUTPUT_SCALE, VSRConfig
 from models.denoiser import OneStepDenoiser
+from models.resampling import bicubic_upscale_by_conv
 from models.vae import Decoder, Encoder
 
 
 def resize_frames(clip: torch.Tensor, factor: int, mode: str) -> torch.Tensor:
-    """Per-frame interpolation of (B, C, T, H, W) by an integer factor."""
-    frames = F.interpolate(frames_to_batch(clip), scale_factor=float(factor), mode=mode, align_corners=False)
+    """Per-frame interpolation of (B, C, T, H, W) by an integer factor. Exported graphs compute bicubic as
+    a conv (`models.resampling`): the same values, several times faster in ONNX Runtime than `Resize`."""
+    frames = frames_to_batch(clip)
+    if mode == "bicubic" and torch.onnx.is_in_onnx_export():
+        frames = bicubic_upscale_by_conv(frames, factor)
+    else:
+        frames = F.interpolate(frames, scale_factor=float(factor), mode=mode, align_corners=False)
     return batch_to_frames(frames, clip.shape[0])
 
 

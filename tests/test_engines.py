@@ -20,6 +20,7 @@ from engines.base import EngineUnavailableError, ShapeProfile
 from engines.cache import EngineKey
 from engines.export import ONNX_OPSET, export_stage, ort_outputs
 from engines.layout import ChunkSize, probe_layout, sample_inputs
+from engines.ort_rewrite import group_norm_as_instance_norm
 from engines.pipeline import load_engines, resolve_backend, resolve_precision
 from engines.precision import FP32_OPS, convert_to_fp16
 from engines.profiles import stage_profile
@@ -196,6 +197,26 @@ def test_exported_onnx_has_named_dynamic_io_and_native_group_norm() -> None:
     ]
     names = [o.name for o in proto.graph.output]
     assert names[0] == "latent" and all(n.startswith("present.encoder.") for n in names[1:])
+
+
+def test_cpu_graph_runs_group_norm_as_instance_norm_with_the_same_outputs() -> None:
+    """ONNX Runtime's CPU graph (GroupNormalization rewritten) gives the exported graph's outputs."""
+    model = tiny_model("fastvsr")
+    layout = probe_layout(model)
+    proto = export_stage(model, layout, "decoder")
+    rewritten = group_norm_as_instance_norm(proto)
+    count = sum(node.op_type == "GroupNormalization" for node in proto.graph.node)
+    assert count > 0
+    assert sum(node.op_type == "InstanceNormalization" for node in rewritten.graph.node) == count
+    assert not any(node.op_type == "GroupNormalization" for node in rewritten.graph.node)
+    assert any(node.op_type == "GroupNormalization" for node in proto.graph.node)  # argument unchanged
+    onnx.checker.check_model(rewritten, full_check=True)
+    inputs = sample_inputs(layout, "decoder", ChunkSize(1, 3, 16, 24), first=False, seed=3)
+    inputs = {k: v * 4 - 1 if v.is_floating_point() else v for k, v in inputs.items()}  # not just [0, 1)
+    expected, got = ort_outputs(proto, inputs), ort_outputs(rewritten, inputs)
+    assert expected.keys() == got.keys()
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-5, err_msg=name)
 
 
 def test_auto_backend_and_precision(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from models.blocks import conv3d
+from models.blocks import batch_to_frames, conv3d, frames_to_batch
 from models.config import ConfigError, VAEConfig, VSRConfig, load_named_config
 from models.macs import count_macs
+from models.resampling import bicubic_upscale_by_conv, cubic_phase_taps, fold_channel_copies
 from models.sr_model import VSRModel, resize_frames
 from models.vae import Decoder, Encoder
 from tests.conftest import replace_vae, tiny_config, tiny_model
@@ -223,3 +224,34 @@ def test_cpu_conv3d_goes_through_onednn_and_equals_the_standard_call(shape: tupl
     y = conv3d(conv, x.requires_grad_())  # training keeps the standard (differentiable) call
     y.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_f16_head_equals_the_paper_form_pixel_shuffle_copy_x4_conv_out() -> None:
+    """The decoder folds the x4 channel copy into conv_out's kernel; the output is the drawn structure's."""
+    torch.manual_seed(0)
+    decoder = Decoder(VAEConfig(block_out_channels=(8, 16), latent_channels=4, norm_groups=2), head="f16")
+    for parameter in decoder.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    latent = torch.randn(1, 4, 3, 5, 6)
+    captured: list[torch.Tensor] = []
+    decoder.norm_out.register_forward_hook(lambda _m, _i, out: captured.append(F.silu(out)))
+    with torch.no_grad():
+        folded = decoder(latent)
+        copied = F.pixel_shuffle(frames_to_batch(captured[0]), 2).repeat_interleave(4, dim=1)
+        padded = torch.cat([copied[:1].expand(2, -1, -1, -1), copied])  # causal: first frame repeated
+        drawn = decoder.conv_out.conv(batch_to_frames(padded, 1))
+    assert folded.shape == drawn.shape == (1, 3, 3, 20, 24)  # two levels: x2, then the head x2
+    assert torch.allclose(folded, drawn, atol=1e-5), (folded - drawn).abs().max()
+    assert fold_channel_copies(decoder.conv_out.conv.weight, 4).shape == (3, 2, 3, 3, 3)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (3, 7), (18, 32)])
+def test_bicubic_as_a_conv_equals_torch_interpolate(factor: int, height: int, width: int) -> None:
+    """The exported graphs' bicubic (edge pad, phase conv, PixelShuffle) is PyTorch's, borders included."""
+    frames = torch.rand(2, 3, height, width) * 2 - 0.5
+    expected = F.interpolate(frames, scale_factor=float(factor), mode="bicubic", align_corners=False)
+    got = bicubic_upscale_by_conv(frames, factor)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=2e-6), (got - expected).abs().max()
+    assert torch.allclose(cubic_phase_taps(factor).sum(1), torch.ones(factor, dtype=torch.float64))

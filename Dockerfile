@@ -69,7 +69,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VSR_TENANTS_FILE=/etc/vsr/tenants/tenants.json \
     VSR_DEVICE=cpu \
     VSR_ENGINE__BACKEND=onnxruntime \
-    VSR_WORKER_METRICS_PORT=9101
+    VSR_WORKER_METRICS_PORT=9101 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/vsr --create-home --shell /usr/sbin/nologin vsr
 COPY --from=worker-cpu-build /opt/venv /opt/venv
 COPY --chmod=0755 deploy/docker/vsr-drain.sh /usr/local/bin/vsr-drain
@@ -115,7 +116,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VSR_ENGINE__BACKEND=tensorrt \
     VSR_ENGINE__PRECISION=fp16 \
     VSR_ENGINE__CACHE_DIR=/var/cache/fastvsr/engines \
-    VSR_WORKER_METRICS_PORT=9101
+    VSR_WORKER_METRICS_PORT=9101 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/vsr --create-home --shell /usr/sbin/nologin vsr \
     && mkdir -p /var/cache/fastvsr/engines \
     && chown -R 10001:10001 /var/cache/fastvsr

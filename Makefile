@@ -3,8 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# glibc's malloc asks for transparent huge pages on the large blocks it maps (the worker images set the
+# same): torch's CPU activations fault in 2 MiB pages, not 4 KiB ones (README, "CPU memory allocation")
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-engines clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +28,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.fastvsr_vs_baseline
+
+bench-engines: $(STAMP)
+	$(PY) -m bench.engines --sizes 180p --out bench/results/cpu_engines.json
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,19 +1,24 @@
 """Per-frame latency of each stage and of the whole pipeline, on every engine backend available here.
 
-FastVSR and the baseline, at 180p -> 720p and 360p -> 1440p, measured side by side in one run: every
-repeat runs one streaming chunk on each (pipeline, backend) in turn, so machine noise hits all alike.
-Each stream first runs an untimed first chunk (and, for compiled engines, a second one), then times
-`--repeats` continuing chunks of `--frames` LR frames; the median per stage is divided by the frames.
+FastVSR and the baseline, at 180p -> 720p and 360p -> 1440p, measured side by side in one run: each
+backend streams in a process of its own (as a worker runs one), the backends' processes alternating
+`--rounds` times, so slow phases of the machine hit all alike. Each stream first runs an untimed first
+chunk (and, for compiled engines, two more), then times `--repeats` continuing chunks of `--frames` LR
+frames (8, the service's default chunk); the median per stage is divided by the frames. Run it with
+the worker images' `GLIBC_TUNABLES` (`make bench-engines` sets it) to measure what they run.
 
     python -m bench.engines                                   # CPU: torch eager vs ONNX Runtime
-    python -m bench.engines --device cuda --frames 8 --repeats 10
+    python -m bench.engines --device cuda --repeats 10
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +28,7 @@ from typing import Any, TypeVar
 import torch
 
 from engines.ort_engine import cuda_provider_available
-from engines.pipeline import STAGE_OF, EngineSet, load_engines
+from engines.pipeline import STAGE_OF, load_engines
 from engines.settings import EngineSettings, ShapeRange
 from engines.trt_engine import tensorrt_available
 from models.config import load_named_config
@@ -103,6 +108,7 @@ def run(
     threads: int,
     on_size: Callable[[dict[str, Any]], None] = lambda report: None,
     sizes: tuple[str, ...] = tuple(SIZES),
+    rounds: int = 2,
 ) -> dict[str, Any]:
     """Measure every size; `on_size` sees the report after each (partial results survive a timeout)."""
     device = torch.device(device_name)
@@ -116,6 +122,8 @@ def run(
         "config": config_name,
         "frames_per_chunk": frames,
         "repeats": repeats,
+        "rounds": rounds,
+        "isolation": "one process per (variant, round), variants alternating",
         "sizes": {
             name: f"{SIZES[name][0]}x{SIZES[name][1]} -> {4 * SIZES[name][0]}x{4 * SIZES[name][1]}"
             for name in sizes
@@ -124,43 +132,89 @@ def run(
     }
     for size_name in sizes:
         height, width = SIZES[size_name]
-        runs: dict[tuple[str, str], tuple[EngineSet, Any, torch.Tensor]] = {}
-        samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+        table: dict[str, dict[str, dict[str, float]]] = {}
         for pipeline in PIPELINES:
-            config = base.with_pipeline(pipeline)  # type: ignore[arg-type]
-            m = config.lr_multiple
-            lr = torch.rand(1, 3, frames, padded_size(height, m), padded_size(width, m), device=device)
-            for variant in variants(device_name):
-                torch.manual_seed(0)
-                model = VSRModel(config).eval()
-                engines = load_engines(model, engine_settings(variant, threads, frames, tc), device)
-                stream = engines.new_stream()
-                with torch.inference_mode():
-                    warmups = 3 if variant.compile else 1
-                    first = torch.cat([lr[:, :, :1], lr], dim=2)[:, :, : frames + 1]
-                    engines.upscale_chunk(first, stream)
-                    for _ in range(warmups - 1):
-                        engines.upscale_chunk(lr, stream)
-                runs[(pipeline, variant.name)] = (engines, stream, lr)
-                samples[(pipeline, variant.name)] = []
-        for _ in range(repeats):
-            for key, (engines, stream, lr) in runs.items():
-                clock = StageClock(device)
-                with torch.inference_mode():
-                    engines.upscale_chunk(lr, stream, clock)
-                samples[key].append(clock.seconds)
-        table: dict[str, dict[str, dict[str, float]]] = {p: {} for p in PIPELINES}
-        for (pipeline, variant_name), seconds in samples.items():
-            medians = {s: statistics.median(x[s] for x in seconds) * 1000 / frames for s in STAGES}
-            totals = [sum(x.values()) * 1000 / frames for x in seconds]
-            table[pipeline][variant_name] = medians | {"total": statistics.median(totals)}
+            jobs = [
+                Job(config_name, pipeline, v, height, width, frames, repeats, threads, device_name)
+                for v in variants(device.type)
+            ]
+            table[pipeline] = measure_pipeline(jobs, rounds)
         report["ms_per_frame"][size_name] = table
-        for engines, _, _ in runs.values():
-            engines.close()
         report["ratios"] = ratios(report["ms_per_frame"])
         report["targets"] = TARGETS
         on_size(report)
     return report
+
+
+@dataclass(frozen=True)
+class Job:
+    """One timed stream: a variant of one pipeline at one LR size, in a process of its own."""
+
+    config: str
+    pipeline: str
+    variant: Variant
+    height: int
+    width: int
+    frames: int
+    repeats: int
+    threads: int
+    device: str
+
+
+def time_stream(job: Job) -> list[dict[str, float]]:
+    """Seconds per stage of `job.repeats` continuing chunks, after the untimed warm-up chunks."""
+    torch.set_num_threads(job.threads)
+    device = torch.device(job.device)
+    config = load_named_config(job.config).with_pipeline(job.pipeline)  # type: ignore[arg-type]
+    tc, m = config.vae.temporal_compression, config.lr_multiple
+    generator = torch.Generator().manual_seed(0)
+    lr = torch.rand(
+        1, 3, job.frames, padded_size(job.height, m), padded_size(job.width, m), generator=generator
+    )
+    lr = lr.to(device)
+    torch.manual_seed(0)
+    model = VSRModel(config).eval()
+    engines = load_engines(model, engine_settings(job.variant, job.threads, job.frames, tc), device)
+    stream = engines.new_stream()
+    samples = []
+    with torch.inference_mode():
+        engines.upscale_chunk(torch.cat([lr[:, :, :1], lr], dim=2)[:, :, : job.frames + 1], stream)
+        for _ in range(2 if job.variant.compile else 0):
+            engines.upscale_chunk(lr, stream)
+        for _ in range(job.repeats):
+            clock = StageClock(device)
+            engines.upscale_chunk(lr, stream, clock)
+            samples.append(clock.seconds)
+    engines.close()
+    return samples
+
+
+def time_in_subprocess(job: Job) -> list[dict[str, float]]:
+    """`time_stream(job)` in a fresh interpreter: each backend alone in its process, as a worker runs it
+    (in one process, torch eager measured ~1.7x slower next to ONNX Runtime's sessions than alone)."""
+    spec = json.dumps(dataclasses.asdict(job))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.engines", "--job", spec], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{job.pipeline} {job.variant.name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_pipeline(jobs: list[Job], rounds: int) -> dict[str, dict[str, float]]:
+    """Median ms per frame of each stage for each variant; the variants' processes alternate `rounds`
+    times, so slow phases of the machine hit all of them alike."""
+    samples: dict[str, list[dict[str, float]]] = {job.variant.name: [] for job in jobs}
+    for _ in range(rounds):
+        for job in jobs:
+            samples[job.variant.name] += time_in_subprocess(job)
+    table = {}
+    for name, seconds in samples.items():
+        frames = jobs[0].frames
+        medians = {s: statistics.median(x[s] for x in seconds) * 1000 / frames for s in STAGES}
+        totals = [sum(x.values()) * 1000 / frames for x in seconds]
+        table[name] = medians | {"total": statistics.median(totals)}
+    return table
 
 
 def ratios(table: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, float]]:
@@ -187,7 +241,8 @@ def ratios(table: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['device']}, torch {report['torch']}, {report['threads']} threads, "
-        f"{report['frames_per_chunk']} frames/chunk, median of {report['repeats']} chunks (ms per frame)"
+        f"{report['frames_per_chunk']} frames/chunk, median of {report['repeats']} chunks in each of "
+        f"{report['rounds']} alternating processes per backend (ms per frame)"
     )
     for size, by_pipeline in report["ms_per_frame"].items():
         for pipeline, by_variant in by_pipeline.items():
@@ -206,13 +261,18 @@ def main() -> None:
     )
     parser.add_argument("--config", default="fastvsr-tiny")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--frames", type=int, default=2, help="LR frames per timed chunk")
+    parser.add_argument("--frames", type=int, default=8, help="LR frames per timed chunk")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, from " + ", ".join(SIZES))
+    parser.add_argument("--rounds", type=int, default=2, help="alternating processes per variant")
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: time one stream, print JSON
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.job:
+        spec = json.loads(args.job)
+        print(json.dumps(time_stream(Job(**spec | {"variant": Variant(**spec["variant"])}))))
+        return
 
     def save(report: dict[str, Any]) -> None:
         if args.out:
@@ -220,7 +280,8 @@ def main() -> None:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     sizes = tuple(args.sizes.split(","))
-    print_report(run(args.config, args.device, args.frames, args.repeats, args.threads, save, sizes))
+    report = run(args.config, args.device, args.frames, args.repeats, args.threads, save, sizes, args.rounds)
+    print_report(report)
 
 
 if __name__ == "__main__":

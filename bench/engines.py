@@ -209,9 +209,9 @@ def measure_pipeline(jobs: list[Job], rounds: int) -> dict[str, dict[str, float]
     for _ in range(rounds):
         for job in jobs:
             samples[job.variant.name] += time_in_subprocess(job)
+    frames = jobs[0].frames
     table = {}
     for name, seconds in samples.items():
-        frames = jobs[0].frames
         medians = {s: statistics.median(x[s] for x in seconds) * 1000 / frames for s in STAGES}
         totals = [sum(x.values()) * 1000 / frames for x in seconds]
         table[name] = medians | {"total": statistics.median(totals)}
@@ -233,9 +233,10 @@ def ratios(table: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str
                 entry[f"bf16_compiled_vs_fp32_eager.{pipeline}"] = (
                     total["torch-fp32-eager"] / total["torch-bf16-compiled"]
                 )
-        for variant in by_pipeline.get("fastvsr", {}) if "baseline" in by_pipeline else ():
-            fast, slow = by_pipeline["fastvsr"][variant]["total"], by_pipeline["baseline"][variant]["total"]
-            entry[f"fastvsr_vs_baseline.{variant}"] = slow / fast
+        if {"fastvsr", "baseline"} <= by_pipeline.keys():
+            for variant, fast in by_pipeline["fastvsr"].items():
+                slow = by_pipeline["baseline"][variant]["total"]
+                entry[f"fastvsr_vs_baseline.{variant}"] = slow / fast["total"]
     return result
 
 

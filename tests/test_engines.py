@@ -221,7 +221,7 @@ def test_cpu_graph_runs_group_norm_as_instance_norm_with_the_same_outputs() -> N
 
 def test_auto_backend_and_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     auto = EngineSettings()
-    assert resolve_backend(auto, CPU) == "torch"  # ONNX Runtime measured slower on CPU: explicit only
+    assert resolve_backend(auto, CPU) == "torch"  # ONNX Runtime measured no faster on CPU: explicit only
     assert resolve_precision(auto, "onnxruntime", CPU) == "fp32"
     cuda = torch.device("cuda")
     monkeypatch.setattr("engines.trt_engine.tensorrt_available", lambda: True)

@@ -98,6 +98,9 @@ class VSRConfig:
     # The decoder also sees the interpolated low-res clip (the encoder input) at its last level, as
     # FlashVSR's conditional decoder does; the VAE's own reconstruction path never gets it.
     lr_conditioning: bool = False
+    # How many decoder levels, counted back from the last, receive that clip (coarser ones as
+    # space-to-depth); 1 is the last level alone. Only levels at the full frame rate can take it.
+    lr_conditioning_levels: int = 1
     zero_init_output: bool = True  # untrained model = bicubic (skip) and identity denoiser
 
     @property
@@ -126,6 +129,12 @@ class VSRConfig:
             raise ConfigError(f"interpolation must be 'bicubic' or 'bilinear', got {self.interpolation!r}")
         self.vae.validate()
         self.denoiser.validate()
+        full_rate_levels = len(self.vae.block_out_channels) - self.vae.temporal_downsamples
+        if not 1 <= self.lr_conditioning_levels <= full_rate_levels:
+            raise ConfigError(
+                f"lr_conditioning_levels must be between 1 and {full_rate_levels} (decoder levels at the "
+                f"full frame rate), got {self.lr_conditioning_levels}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

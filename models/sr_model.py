@@ -45,6 +45,7 @@ class VSRModel(nn.Module):
             config.vae,
             head="f16" if config.pipeline == "fastvsr" else "f8",
             lr_conditioning=config.lr_conditioning,
+            lr_levels=config.lr_conditioning_levels,
         )
         for name, module in self.named_modules():
             if hasattr(module, "cache_key"):

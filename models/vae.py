@@ -117,7 +117,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent (B, Z, n, h, w) -> video (B, 3, (n-1)*tc + 1, 8h, 8w) for f8 or (..., 16h, 16w) for f16."""
 
-    def __init__(self, config: VAEConfig, head: DecoderHead, lr_conditioning: bool = False) -> None:
+    def __init__(
+        self, config: VAEConfig, head: DecoderHead, lr_conditioning: bool = False, lr_levels: int = 1
+    ) -> None:
         super().__init__()
         if head not in ("f8", "f16"):
             raise ValueError(f"decoder head must be 'f8' or 'f16', got {head!r}")
@@ -129,27 +131,45 @@ class Decoder(nn.Module):
         self.up = _resolution_ladder(widths, config, Upsample)
         self.norm_out = FrameGroupNorm(config.norm_groups, widths[-1])  # 4C at the encoder-input grid
         self.conv_out = CausalConv3d(widths[-1], config.in_channels)
+        # The guide (the encoder-input clip) is added to the features entering the last `lr_levels`
+        # resolution levels: `lr_in` at the last level, `lr_in_deep[i]` at the coarser ones, where it
+        # arrives space-to-depth (PixelUnshuffle), so no pixel of it is lost. All are zero-initialised,
+        # so f8 weights (which have no such inputs) warm-start the decoder exactly.
         self.lr_in: CausalConv3d | None = None
+        self.lr_in_deep = nn.ModuleList()
         if lr_conditioning:
-            # added to the features entering the last level; zero-initialised, so f8 weights (which
-            # have no such input) warm-start it exactly
-            self.lr_in = CausalConv3d(config.in_channels, widths[-2])
-            nn.init.zeros_(self.lr_in.conv.weight)
-            nn.init.zeros_(self.lr_in.conv.bias)
+            self.lr_in = _zero_conv(config.in_channels, widths[-2])
+            levels = len(widths)
+            for level in range(levels - lr_levels, levels - 1):
+                entering = widths[max(level - 1, 0)]
+                factor = 2 ** (levels - 1 - level)
+                self.lr_in_deep.append(_zero_conv(config.in_channels * factor * factor, entering))
 
     def forward(
         self, latent: torch.Tensor, cache: StreamCache | None = None, guide: torch.Tensor | None = None
     ) -> torch.Tensor:
         """`guide`: the encoder-input clip (B, 3, T, 8h, 8w) for an LR-conditioned decoder, else None."""
         h = run_blocks(self.mid, self.conv_in(latent, cache), cache)
-        last_level = len(self.up) - self.config.layers_per_block
-        h = run_blocks(self.up[:last_level], h, cache)  # (B, C', n * tc, 8h, 8w)
         if self.lr_in is not None and guide is not None:
             tc = self.config.temporal_compression
             if tc > 1 and is_first_chunk_peek(cache, "decoder"):
                 guide = pad_first_frame(guide, tc)
-            h = h + self.lr_in(guide, cache)
-        h = F.silu(self.norm_out(run_blocks(self.up[last_level:], h, cache)))  # (B, 4C, n * tc, 8h, 8w)
+        else:
+            guide = None
+        per_level = self.config.layers_per_block + 1  # residual blocks, then the upsampler
+        levels = len(self.config.block_out_channels)
+        first_guided = levels - 1 - len(self.lr_in_deep)
+        for level in range(levels):
+            if guide is not None and level >= first_guided:
+                if level == levels - 1:
+                    h = h + self.lr_in(guide, cache)
+                else:
+                    factor = 2 ** (levels - 1 - level)
+                    h = h + self.lr_in_deep[level - first_guided](
+                        pixel_unshuffle_frames(guide, factor), cache
+                    )
+            h = run_blocks(self.up[level * per_level : (level + 1) * per_level], h, cache)
+        h = F.silu(self.norm_out(h))  # (B, 4C, n * tc, 8h, 8w)
         if self.head == "f16":
             # PixelShuffle(2), then conv_out over the channels copied x4 (folded into its kernel)
             video = self.conv_out(pixel_shuffle_frames(h), cache, input_copies=HEAD_COPIES)
@@ -158,6 +178,18 @@ class Decoder(nn.Module):
         if is_first_chunk(cache, "decoder"):
             video = video[:, :, self.config.temporal_compression - 1 :]
         return video
+
+
+def _zero_conv(in_channels: int, out_channels: int) -> CausalConv3d:
+    conv = CausalConv3d(in_channels, out_channels)
+    nn.init.zeros_(conv.conv.weight)
+    nn.init.zeros_(conv.conv.bias)
+    return conv
+
+
+def pixel_unshuffle_frames(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """PixelUnshuffle per frame: (B, C, T, H, W) -> (B, C * factor^2, T, H / factor, W / factor)."""
+    return batch_to_frames(F.pixel_unshuffle(frames_to_batch(x), factor), x.shape[0])
 
 
 def pixel_shuffle_frames(x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,21 @@ def tiny_model(pipeline: str = "fastvsr", temporal_compression: int = 1, seed: i
     return model
 
 
+def lr_conditioned_model(levels: int, temporal_compression: int = 1, seed: int = 0) -> VSRModel:
+    """A random fastvsr model whose decoder sees the LR clip at `levels` levels (guide convs non-zero)."""
+    config = dataclasses.replace(
+        tiny_config(temporal_compression=temporal_compression),
+        lr_conditioning=True,
+        lr_conditioning_levels=levels,
+    )
+    torch.manual_seed(seed)
+    model = VSRModel(config).eval()
+    with torch.no_grad():
+        for module in (model.decoder.lr_in, *model.decoder.lr_in_deep):
+            module.conv.weight.normal_(0, 0.1)  # zero-initialised: make them matter
+    return model
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _two_threads() -> None:
     torch.set_num_threads(2)

@@ -17,7 +17,7 @@ from models.macs import count_macs
 from models.resampling import bicubic_upscale_by_conv, cubic_phase_taps, fold_channel_copies
 from models.sr_model import VSRModel, resize_frames
 from models.vae import Decoder, Encoder
-from tests.conftest import replace_vae, tiny_config, tiny_model
+from tests.conftest import lr_conditioned_model, replace_vae, tiny_config, tiny_model
 from worker.upscaler import ClipUpscaler
 
 
@@ -177,6 +177,8 @@ def test_decoders_see_the_same_latent_grid_size_ratio() -> None:
         ({"pipeline": "dove"}, "pipeline"),
         ({"denoiser": {"hidden_size": 30, "num_heads": 4}}, "divisible"),
         ({"colour": "blue"}, "unknown config keys: colour"),
+        ({"lr_conditioning_levels": 0}, "lr_conditioning_levels must be between 1 and 4"),
+        ({"lr_conditioning_levels": 3, "vae": {"temporal_compression": 4}}, "between 1 and 2"),
     ],
 )
 def test_config_rejects_bad_values(change: dict[str, object], message: str) -> None:
@@ -255,3 +257,43 @@ def test_bicubic_as_a_conv_equals_torch_interpolate(factor: int, height: int, wi
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=2e-6), (got - expected).abs().max()
     assert torch.allclose(cubic_phase_taps(factor).sum(1), torch.ones(factor, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("levels", [2, 4])
+def test_multi_level_lr_conditioning_streams_like_the_whole_clip(levels: int) -> None:
+    model = lr_conditioned_model(levels)
+    assert len(model.decoder.lr_in_deep) == levels - 1
+    clip = torch.rand(1, 3, 7, 16, 24)
+    with torch.no_grad():
+        whole = model(clip)
+        cache: dict[str, torch.Tensor] = {}
+        parts = [model(clip[:, :, :1], cache), model(clip[:, :, 1:4], cache), model(clip[:, :, 4:], cache)]
+        one_level = lr_conditioned_model(1)(clip)
+    assert whole.shape == (1, 3, 7, 64, 96)
+    assert torch.allclose(torch.cat(parts, dim=2), whole, atol=1e-5)
+    assert (whole - one_level).abs().max() > 1e-3  # the coarser levels' guide changes the output
+
+
+def test_multi_level_lr_conditioning_with_temporal_compression_streams() -> None:
+    model = lr_conditioned_model(2, temporal_compression=4)
+    clip = torch.rand(1, 3, 9, 8, 16)
+    with torch.no_grad():
+        whole = model(clip)
+        cache: dict[str, torch.Tensor] = {}
+        parts = [model(clip[:, :, :5], cache), model(clip[:, :, 5:], cache)]
+    assert torch.allclose(torch.cat(parts, dim=2), whole, atol=1e-5)
+
+
+def test_coarse_guide_reaches_a_level_space_to_depth() -> None:
+    """The guide enters the latent-grid level as PixelUnshuffle(8): every encoder-input pixel counts."""
+    model = lr_conditioned_model(4)
+    clip = torch.rand(1, 3, 1, 16, 16)
+    changed = clip.clone()
+    changed[..., 5, 3] += 0.5  # one LR pixel
+    captured: list[torch.Tensor] = []
+    hook = model.decoder.lr_in_deep[0].register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.no_grad():
+        model(clip), model(changed)
+    hook.remove()
+    assert captured[0].shape[-2:] == (4, 4)  # 32 / 8: the latent grid
+    assert (captured[0] - captured[1]).abs().max() > 1e-4

@@ -38,8 +38,10 @@ from vsr.cli import main
 FRAMES, SIZE = 3, 32
 
 
-def lr_conditioned_tiny(bicubic_skip: bool = True):
-    return dataclasses.replace(tiny_config(), lr_conditioning=True, bicubic_skip=bicubic_skip)
+def lr_conditioned_tiny(bicubic_skip: bool = True, levels: int = 1):
+    return dataclasses.replace(
+        tiny_config(), lr_conditioning=True, bicubic_skip=bicubic_skip, lr_conditioning_levels=levels
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +117,16 @@ def test_temporal_difference_loss_costs_flicker_not_a_steady_offset() -> None:
     assert temporal_difference_loss(frozen, hr).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_warm_start_copies_the_f8_trunk() -> None:
+@pytest.mark.parametrize("levels", [1, 4])
+def test_warm_start_copies_the_f8_trunk(levels: int) -> None:
     from models.sr_model import VSRModel
 
     torch.manual_seed(0)
-    model, f8 = VSRModel(lr_conditioned_tiny()), Decoder(lr_conditioned_tiny().vae, head="f8")
+    config = lr_conditioned_tiny(levels=levels)
+    model, f8 = VSRModel(config), Decoder(config.vae, head="f8")
     warm_start_f16(model, f8)
+    guides = [model.decoder.lr_in, *model.decoder.lr_in_deep]
+    assert len(guides) == levels and all(torch.count_nonzero(g.conv.weight) == 0 for g in guides)
     for name, tensor in f8.state_dict().items():
         if name.startswith("conv_out."):
             assert torch.count_nonzero(model.decoder.state_dict()[name]) == 0  # residual head restarts
@@ -179,10 +185,11 @@ def test_vsr_train_writes_a_loadable_model_and_its_logs(
 ) -> None:
     out = tmp_path / "model"
     args = ["train", "--out", str(out), "--steps-scale", "0.004", "--temporal-weight", "0.5"]
-    code = main([*args, "--quiet", "--threads", "2"])
+    code = main([*args, "--lr-levels", "2", "--photos", "skimage", "--quiet", "--threads", "2"])
     assert code == 0
     model = load_model(out)
     assert model.config.lr_conditioning and model.config.bicubic_skip
+    assert model.config.lr_conditioning_levels == 2 and len(model.decoder.lr_in_deep) == 1
     summary = json.loads((out / "training_summary.json").read_text())
     assert set(summary["seconds"]) >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune"}
     assert summary["ablation"]["guided"] and summary["ablation"]["unguided"]
@@ -202,4 +209,7 @@ def test_vsr_train_rejects_bad_steps(tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--out", str(tmp_path / "m"), "--temporal-weight", "-1"])
     assert "bad_option: --temporal-weight must be >= 0" in str(exit_info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "m"), "--lr-levels", "5"])
+    assert "bad_option: lr_conditioning_levels must be between 1 and 4" in str(exit_info.value)
     assert not (tmp_path / "m").exists()

@@ -207,7 +207,7 @@ def warm_start_f16(model: VSRModel, f8: Decoder) -> None:
     With a bicubic skip the decoder predicts a residual, not the image, so its output conv restarts at 0.
     """
     missing, unexpected = model.decoder.load_state_dict(f8.state_dict(), strict=False)
-    if unexpected or any(not name.startswith("lr_in.") for name in missing):
+    if unexpected or any(not name.startswith(("lr_in.", "lr_in_deep.")) for name in missing):
         raise RuntimeError(f"f8 -> f16 warm start mismatch: missing {missing}, unexpected {unexpected}")
     if model.config.bicubic_skip:
         nn.init.zeros_(model.decoder.conv_out.conv.weight)
@@ -335,6 +335,7 @@ def train(
     rng = np.random.default_rng(settings.seed)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    sources.ensure_photos(settings.photos + settings.validation_photos, echo)
     pool = build_pool(
         settings.pool_size,
         settings.clip_frames,

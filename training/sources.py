@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training import debian_photos
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -41,6 +43,9 @@ PHOTOS: dict[str, str] = {
     "rocket": "public domain (SpaceX)",
 }
 VALIDATION_PHOTOS = ("rocket",)  # held out of training: the validation clips of the logs and ablation
+# Debian's wallpaper photographs (training.debian_photos), two of them held out for validation
+DEBIAN_VALIDATION_PHOTOS = ("kde_Path", "mate_Storm")
+MAX_PHOTO_SHORT_SIDE = 1080  # larger photos are shrunk once at load (antialiased), like 1080p frames
 
 VIDEOS: dict[str, tuple[str, str]] = {
     "sam2_gallery_04_coffee_HR": ("Apache-2.0 repository (facebookresearch/sam2)", "../shared/data/videos"),
@@ -49,13 +54,45 @@ VIDEOS: dict[str, tuple[str, str]] = {
 
 
 def load_photo(name: str) -> np.ndarray:
-    """A scikit-image photograph as (H, W, 3) uint8."""
+    """A scikit-image or Debian photograph as (H, W, 3) uint8, the short side at most 1080 pixels."""
+    if name in debian_photos.PHOTOS:
+        from PIL import Image
+
+        with Image.open(debian_photos.photo_file(name)) as opened:
+            picture = opened.convert("RGB")
+            shrink = MAX_PHOTO_SHORT_SIDE / min(picture.size)
+            if shrink < 1:
+                size = (round(picture.width * shrink), round(picture.height * shrink))
+                picture = picture.resize(size, Image.Resampling.BICUBIC, reducing_gap=None)
+            return np.asarray(picture)
     from skimage import data
 
     image = np.asarray(getattr(data, name)())
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3])
+
+
+def photo_set(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training, validation) photo names: `skimage` alone, or `all` (scikit-image and Debian's)."""
+    training = tuple(p for p in PHOTOS if p not in VALIDATION_PHOTOS)
+    if kind == "skimage":
+        return training, VALIDATION_PHOTOS
+    if kind != "all":
+        raise ValueError(f"photo set must be 'skimage' or 'all', got {kind!r}")
+    debian = tuple(p for p in debian_photos.PHOTOS if p not in DEBIAN_VALIDATION_PHOTOS)
+    return training + debian, VALIDATION_PHOTOS + DEBIAN_VALIDATION_PHOTOS
+
+
+def ensure_photos(names: tuple[str, ...], echo=None) -> None:
+    """Fetch the Debian packages that hold any of `names` and are neither installed nor cached."""
+    missing = debian_photos.missing_packages([n for n in names if n in debian_photos.PHOTOS])
+    if missing and echo is not None:
+        echo(f"fetching {', '.join(missing)} into {debian_photos.cache_root()}")
+    debian_photos.fetch_packages(missing)
+    for name in names:
+        if name in debian_photos.PHOTOS:
+            debian_photos.photo_file(name)  # raises if the fetched bytes differ from the pinned ones
 
 
 def video_path(name: str) -> Path:
@@ -89,5 +126,14 @@ def load_video(name: str, max_frames: int, stride: int = 1) -> np.ndarray:
 def sources() -> list[Source]:
     """Every source used, for the model card."""
     listed = [Source(n, "photo", lic, "scikit-image (skimage.data)") for n, lic in PHOTOS.items()]
+    listed += [
+        Source(
+            n,
+            "photo",
+            debian_photos.LICENCES[p.package],
+            f"Debian {p.package} {debian_photos.PACKAGES[p.package]}",
+        )
+        for n, p in debian_photos.PHOTOS.items()
+    ]
     listed += [Source(n, "video", lic, origin) for n, (lic, origin) in VIDEOS.items()]
     return listed

@@ -27,12 +27,24 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument("--config", default="fastvsr-tiny", help="named architecture to train")
     train.add_argument("--variant", choices=sorted(VARIANTS), default="extended")
     train.add_argument("--degradation", choices=DEGRADATIONS, default="mixed", help="LR synthesis")
+    train.add_argument(
+        "--photos",
+        choices=("skimage", "all"),
+        default="skimage",
+        help="photo set: scikit-image's, or also Debian's wallpaper photos (fetched with apt-get if needed)",
+    )
     train.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
     train.add_argument(
         "--temporal-weight",
         type=float,
         default=0.0,
         help="fine-tune: weight of the frame-difference term (flicker) beside L1",
+    )
+    train.add_argument(
+        "--lr-levels",
+        type=int,
+        default=None,
+        help="extended variant: decoder levels that see the LR clip (default: the config's)",
     )
     train.add_argument("--no-ablation", action="store_true", help="skip the unguided decoder run")
     train.add_argument("--seed", type=int, default=0)
@@ -48,6 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
     from models.config import load_named_config
     from models.weights import save_model
     from training.recipe import TrainSettings, train
+    from training.sources import photo_set
 
     if args.steps_scale <= 0:
         raise SystemExit("vsr: error: bad_steps: --steps-scale must be > 0 (see --help)")
@@ -55,12 +68,20 @@ def run_train(args: argparse.Namespace) -> int:
         raise SystemExit("vsr: error: bad_option: --temporal-weight must be >= 0 (see --help)")
     torch.set_num_threads(args.threads)
     config = dataclasses.replace(load_named_config(args.config), **VARIANTS[args.variant])
+    if args.lr_levels is not None:
+        config = dataclasses.replace(config, lr_conditioning_levels=args.lr_levels)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise SystemExit(f"vsr: error: bad_option: {exc}") from exc
     settings = TrainSettings(
         config=config,
         degradation=args.degradation,
         seed=args.seed,
         ablation=not args.no_ablation,
         temporal_weight=args.temporal_weight,
+        photos=photo_set(args.photos)[0],
+        validation_photos=photo_set(args.photos)[1],
     ).scaled(args.steps_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

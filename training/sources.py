@@ -64,7 +64,7 @@ def load_photo(name: str) -> np.ndarray:
             if shrink < 1:
                 size = (round(picture.width * shrink), round(picture.height * shrink))
                 picture = picture.resize(size, Image.Resampling.BICUBIC, reducing_gap=None)
-            return np.asarray(picture)
+            return np.array(picture)  # writable: torch.from_numpy needs it
     from skimage import data
 
     image = np.asarray(getattr(data, name)())

@@ -150,12 +150,11 @@ class Decoder(nn.Module):
     ) -> torch.Tensor:
         """`guide`: the encoder-input clip (B, 3, T, 8h, 8w) for an LR-conditioned decoder, else None."""
         h = run_blocks(self.mid, self.conv_in(latent, cache), cache)
-        if self.lr_in is not None and guide is not None:
-            tc = self.config.temporal_compression
-            if tc > 1 and is_first_chunk_peek(cache, "decoder"):
-                guide = pad_first_frame(guide, tc)
-        else:
-            guide = None
+        tc = self.config.temporal_compression
+        if self.lr_in is None:
+            guide = None  # an unconditioned decoder ignores any guide
+        elif guide is not None and tc > 1 and is_first_chunk_peek(cache, "decoder"):
+            guide = pad_first_frame(guide, tc)
         per_level = self.config.layers_per_block + 1  # residual blocks, then the upsampler
         levels = len(self.config.block_out_channels)
         first_guided = levels - 1 - len(self.lr_in_deep)

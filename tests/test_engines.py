@@ -241,27 +241,22 @@ def test_tensorrt_backend_without_tensorrt_fails_clearly() -> None:
         load_engines(tiny_model(), EngineSettings(backend="tensorrt"), "cpu")
 
 
-def test_onnxruntime_upscaler_equals_the_torch_path() -> None:
-    model = tiny_model("baseline", temporal_compression=4)
-    rng = np.random.default_rng(2)
-    clip = [rng.integers(0, 256, (13, 21, 3), dtype=np.uint8) for _ in range(10)]
-    expected = np.stack(list(ClipUpscaler(model, chunk_frames=4).upscale(clip)))
+@pytest.mark.parametrize(
+    ("make_model", "frames", "chunk", "seed"),
+    [
+        pytest.param(lambda: tiny_model("baseline", temporal_compression=4), 10, 4, 2, id="baseline-tc4"),
+        # the guide's space-to-depth inputs export with dynamic sizes and stream like torch
+        pytest.param(lambda: lr_conditioned_model(levels=4), 7, 3, 4, id="fastvsr-lr-at-every-level"),
+    ],
+)
+def test_onnxruntime_upscaler_equals_the_torch_path(make_model, frames: int, chunk: int, seed: int) -> None:
+    model = make_model()
+    rng = np.random.default_rng(seed)
+    clip = [rng.integers(0, 256, (13, 21, 3), dtype=np.uint8) for _ in range(frames)]
+    expected = np.stack(list(ClipUpscaler(model, chunk_frames=chunk).upscale(clip)))
     engines = load_engines(model, EngineSettings(backend="onnxruntime", threads=2))
-    got = np.stack(list(ClipUpscaler(engines, chunk_frames=4).upscale(clip)))
-    assert got.shape == expected.shape == (10, 52, 84, 3)
-    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
-    assert expected.std() > 10
-
-
-def test_onnxruntime_runs_a_decoder_conditioned_at_every_level() -> None:
-    """The guide's space-to-depth inputs export with dynamic sizes and stream like torch."""
-    model = lr_conditioned_model(levels=4)
-    rng = np.random.default_rng(4)
-    clip = [rng.integers(0, 256, (13, 21, 3), dtype=np.uint8) for _ in range(7)]
-    expected = np.stack(list(ClipUpscaler(model, chunk_frames=3).upscale(clip)))
-    engines = load_engines(model, EngineSettings(backend="onnxruntime", threads=2))
-    got = np.stack(list(ClipUpscaler(engines, chunk_frames=3).upscale(clip)))
-    assert got.shape == expected.shape == (7, 52, 84, 3)
+    got = np.stack(list(ClipUpscaler(engines, chunk_frames=chunk).upscale(clip)))
+    assert got.shape == expected.shape == (frames, 52, 84, 3)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     assert expected.std() > 10
 

@@ -171,7 +171,7 @@ def photo_file(name: str) -> Path:
             return candidate
     raise PhotoUnavailableError(
         f"training photo {name!r} ({photo.package} {PACKAGES[photo.package]}: /{photo.path}) is not here; "
-        "run `vsr train --fetch-data` once, or apt-get install the package"
+        "`vsr train --photos all` fetches it with apt-get download, or apt-get install the package"
     )
 
 

@@ -8,6 +8,7 @@ motion.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,15 +85,12 @@ def photo_set(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return training + debian, VALIDATION_PHOTOS + DEBIAN_VALIDATION_PHOTOS
 
 
-def ensure_photos(names: tuple[str, ...], echo=None) -> None:
+def ensure_photos(names: tuple[str, ...], echo: Callable[[str], None] | None = None) -> None:
     """Fetch the Debian packages that hold any of `names` and are neither installed nor cached."""
     missing = debian_photos.missing_packages([n for n in names if n in debian_photos.PHOTOS])
     if missing and echo is not None:
         echo(f"fetching {', '.join(missing)} into {debian_photos.cache_root()}")
-    debian_photos.fetch_packages(missing)
-    for name in names:
-        if name in debian_photos.PHOTOS:
-            debian_photos.photo_file(name)  # raises if the fetched bytes differ from the pinned ones
+    debian_photos.fetch_packages(missing)  # load_photo refuses fetched bytes that differ from the pins
 
 
 def video_path(name: str) -> Path:

@@ -67,6 +67,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.temporal_weight < 0:
         raise SystemExit("vsr: error: bad_option: --temporal-weight must be >= 0 (see --help)")
     torch.set_num_threads(args.threads)
+    photos, validation_photos = photo_set(args.photos)
     config = dataclasses.replace(load_named_config(args.config), **VARIANTS[args.variant])
     if args.lr_levels is not None:
         config = dataclasses.replace(config, lr_conditioning_levels=args.lr_levels)
@@ -80,8 +81,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         ablation=not args.no_ablation,
         temporal_weight=args.temporal_weight,
-        photos=photo_set(args.photos)[0],
-        validation_photos=photo_set(args.photos)[1],
+        photos=photos,
+        validation_photos=validation_photos,
     ).scaled(args.steps_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

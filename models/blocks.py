@@ -1,7 +1,9 @@
 """Causal 3D building blocks shared by the encoder and both decoders.
 
 Tensors are (B, C, T, H, W). Every operation is causal in time: frame t of an output never depends on
-input frames after t. Normalisation is per frame, so clip length and chunking never change statistics.
+input frames after t. Normalisation is per frame (GroupNorm over each frame) or per pixel (LayerNorm over
+each pixel's channels), so clip length and chunking never change statistics; per-pixel norms also make
+a spatial tile's output equal to the same pixels of the whole frame's.
 
 Streaming: every `forward` takes an optional `cache` dict. Passing the same dict for consecutive chunks
 of one clip makes the result equal to processing the whole clip at once (causal convs keep their last
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
 
+from models.config import NormKind
 from models.resampling import fold_channel_copies
 
 
@@ -117,14 +120,41 @@ class FrameGroupNorm(nn.GroupNorm):
         return batch_to_frames(super().forward(frames_to_batch(x)), x.shape[0])
 
 
+class PixelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel (NAFNet's and Restormer's LayerNorm2d). It uses no spatial
+    statistics, so a tile is normalised exactly like the same pixels of the whole frame, and training crops
+    see the statistics that full frames see. Exports as one ONNX LayerNormalization (kept in fp32)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = x.ndim - 1  # explicit permutations: movedim(-1, 1) exports a Transpose with a negative perm
+        channels_last = x.permute(0, *range(2, x.ndim), 1)
+        normed = F.layer_norm(channels_last, self.weight.shape, self.weight, self.bias, self.eps)
+        return normed.permute(0, last, *range(1, last))
+
+
+def make_norm(kind: NormKind, groups: int, channels: int) -> nn.Module:
+    """The VAE's normalisation layer: `frame_group` (GroupNorm per frame) or `pixel` (see PixelNorm)."""
+    if kind == "pixel":
+        return PixelNorm(channels)
+    return FrameGroupNorm(groups, channels)
+
+
 class ResBlock3d(nn.Module):
     """Pre-norm residual block: (norm, SiLU, causal conv) x 2 plus a 1x1x1 shortcut when widths change."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, groups: int, norm: NormKind = "frame_group"
+    ) -> None:
         super().__init__()
-        self.norm1 = FrameGroupNorm(groups, in_channels)
+        self.norm1 = make_norm(norm, groups, in_channels)
         self.conv1 = CausalConv3d(in_channels, out_channels)
-        self.norm2 = FrameGroupNorm(groups, out_channels)
+        self.norm2 = make_norm(norm, groups, out_channels)
         self.conv2 = CausalConv3d(out_channels, out_channels)
         self.shortcut = (
             nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()

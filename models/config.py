@@ -13,6 +13,8 @@ from importlib import resources
 from typing import Any, Literal
 
 PipelineKind = Literal["fastvsr", "baseline"]
+NormKind = Literal["frame_group", "pixel"]
+NORM_KINDS: tuple[NormKind, ...] = ("frame_group", "pixel")
 
 SUPPORTED_TEMPORAL_COMPRESSION = (1, 4, 8)
 OUTPUT_SCALE = 4
@@ -31,6 +33,7 @@ class VAEConfig:
     block_out_channels: tuple[int, ...] = (16, 32, 32, 64)  # len - 1 spatial x2 steps -> f8
     layers_per_block: int = 1
     norm_groups: int = 8
+    norm: NormKind = "frame_group"  # GroupNorm per frame, or "pixel": tile-invariant (blocks.PixelNorm)
     temporal_compression: int = 1  # 1, 4 (CogVideoX) or 8 (later work)
     scaling_factor: float = 1.0  # latent = mean * scaling_factor (CogVideoX1.5 uses 0.7)
 
@@ -54,8 +57,10 @@ class VAEConfig:
             )
         if self.temporal_downsamples > len(self.block_out_channels) - 1:
             raise ConfigError("vae.temporal_compression needs more down blocks than block_out_channels gives")
+        if self.norm not in NORM_KINDS:
+            raise ConfigError(f"vae.norm must be one of {NORM_KINDS}, got {self.norm!r}")
         for width in self.block_out_channels:
-            if width % self.norm_groups:
+            if self.norm == "frame_group" and width % self.norm_groups:
                 raise ConfigError(f"vae width {width} is not divisible by norm_groups={self.norm_groups}")
         if self.block_out_channels[0] % 4:
             raise ConfigError("vae.block_out_channels[0] must be divisible by 4 (PixelShuffle(2) head)")

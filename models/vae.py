@@ -24,12 +24,12 @@ from torch import nn
 from models.blocks import (
     CausalConv3d,
     Downsample,
-    FrameGroupNorm,
     ResBlock3d,
     StreamCache,
     Upsample,
     batch_to_frames,
     frames_to_batch,
+    make_norm,
 )
 from models.config import VAEConfig
 
@@ -68,8 +68,8 @@ def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: StreamCache | None
     return x
 
 
-def _mid_block(width: int, groups: int) -> nn.ModuleList:
-    return nn.ModuleList([ResBlock3d(width, width, groups), ResBlock3d(width, width, groups)])
+def _mid_block(width: int, config: VAEConfig) -> nn.ModuleList:
+    return nn.ModuleList([ResBlock3d(width, width, config.norm_groups, config.norm) for _ in range(2)])
 
 
 def _resolution_ladder(
@@ -80,7 +80,7 @@ def _resolution_ladder(
     width = widths[0]
     for level, out_width in enumerate(widths):
         for _ in range(config.layers_per_block):
-            blocks.append(ResBlock3d(width, out_width, config.norm_groups))
+            blocks.append(ResBlock3d(width, out_width, config.norm_groups, config.norm))
             width = out_width
         if level < len(widths) - 1:
             blocks.append(resample(width, level < config.temporal_downsamples))
@@ -97,8 +97,8 @@ class Encoder(nn.Module):
         width = widths[-1]
         self.conv_in = CausalConv3d(config.in_channels, widths[0])
         self.down = _resolution_ladder(widths, config, Downsample)
-        self.mid = _mid_block(width, config.norm_groups)
-        self.norm_out = FrameGroupNorm(config.norm_groups, width)
+        self.mid = _mid_block(width, config)
+        self.norm_out = make_norm(config.norm, config.norm_groups, width)
         self.conv_out = CausalConv3d(width, 2 * config.latent_channels)
 
     def forward(
@@ -127,9 +127,9 @@ class Decoder(nn.Module):
         self.head = head
         widths = tuple(reversed(config.block_out_channels))
         self.conv_in = CausalConv3d(config.latent_channels, widths[0])
-        self.mid = _mid_block(widths[0], config.norm_groups)
+        self.mid = _mid_block(widths[0], config)
         self.up = _resolution_ladder(widths, config, Upsample)
-        self.norm_out = FrameGroupNorm(config.norm_groups, widths[-1])  # 4C at the encoder-input grid
+        self.norm_out = make_norm(config.norm, config.norm_groups, widths[-1])  # 4C at the encoder-input grid
         self.conv_out = CausalConv3d(widths[-1], config.in_channels)
         # The guide (the encoder-input clip) is added to the features entering the last `lr_levels`
         # resolution levels: `lr_in` at the last level, `lr_in_deep[i]` at the coarser ones, where it

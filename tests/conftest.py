@@ -10,7 +10,7 @@ import pytest
 import redis
 import torch
 
-from models.config import DenoiserConfig, VAEConfig, VSRConfig
+from models.config import DenoiserConfig, NormKind, VAEConfig, VSRConfig
 from models.sr_model import VSRModel
 from tests.support.redis_server import RedisServer, start_redis
 from tests.support.s3_server import S3Server, start_s3_server
@@ -39,10 +39,12 @@ def tiny_model(pipeline: str = "fastvsr", temporal_compression: int = 1, seed: i
     return model
 
 
-def lr_conditioned_model(levels: int, temporal_compression: int = 1, seed: int = 0) -> VSRModel:
+def lr_conditioned_model(
+    levels: int, temporal_compression: int = 1, seed: int = 0, norm: NormKind = "frame_group"
+) -> VSRModel:
     """A random fastvsr model whose decoder sees the LR clip at `levels` levels (guide convs non-zero)."""
     config = dataclasses.replace(
-        tiny_config(temporal_compression=temporal_compression),
+        replace_vae(tiny_config(temporal_compression=temporal_compression), norm=norm),
         lr_conditioning=True,
         lr_conditioning_levels=levels,
     )

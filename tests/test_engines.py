@@ -199,6 +199,14 @@ def test_exported_onnx_has_named_dynamic_io_and_native_group_norm() -> None:
     assert names[0] == "latent" and all(n.startswith("present.encoder.") for n in names[1:])
 
 
+def test_pixel_norm_exports_as_native_layer_normalization() -> None:
+    model = lr_conditioned_model(4, norm="pixel")
+    layout = probe_layout(model)
+    for component in ("encoder", "decoder"):
+        ops = [node.op_type for node in export_stage(model, layout, component).graph.node]
+        assert "LayerNormalization" in ops and "GroupNormalization" not in ops, component
+
+
 def test_cpu_graph_runs_group_norm_as_instance_norm_with_the_same_outputs() -> None:
     """ONNX Runtime's CPU graph (GroupNormalization rewritten) gives the exported graph's outputs."""
     model = tiny_model("fastvsr")
@@ -247,6 +255,8 @@ def test_tensorrt_backend_without_tensorrt_fails_clearly() -> None:
         pytest.param(lambda: tiny_model("baseline", temporal_compression=4), 10, 4, 2, id="baseline-tc4"),
         # the guide's space-to-depth inputs export with dynamic sizes and stream like torch
         pytest.param(lambda: lr_conditioned_model(levels=4), 7, 3, 4, id="fastvsr-lr-at-every-level"),
+        # per-pixel normalisation exports as LayerNormalization
+        pytest.param(lambda: lr_conditioned_model(levels=4, norm="pixel"), 5, 4, 5, id="fastvsr-pixel-norm"),
     ],
 )
 def test_onnxruntime_upscaler_equals_the_torch_path(make_model, frames: int, chunk: int, seed: int) -> None:

@@ -179,6 +179,7 @@ def test_decoders_see_the_same_latent_grid_size_ratio() -> None:
         ({"colour": "blue"}, "unknown config keys: colour"),
         ({"lr_conditioning_levels": 0}, "lr_conditioning_levels must be between 1 and 4"),
         ({"lr_conditioning_levels": 3, "vae": {"temporal_compression": 4}}, "between 1 and 2"),
+        ({"vae": {"norm": "batch"}}, "vae.norm must be one of"),
     ],
 )
 def test_config_rejects_bad_values(change: dict[str, object], message: str) -> None:
@@ -297,3 +298,22 @@ def test_coarse_guide_reaches_a_level_space_to_depth() -> None:
     hook.remove()
     assert captured[0].shape[-2:] == (4, 4)  # 32 / 8: the latent grid
     assert (captured[0] - captured[1]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("norm", ["frame_group", "pixel"])
+def test_pixel_norm_makes_encoder_and_decoder_tile_invariant(norm: str) -> None:
+    """With per-pixel normalisation a crop's output equals the whole frame's output on the same pixels,
+    away from the crop's edge (beyond the convs' reach); per-frame GroupNorm statistics differ."""
+    model = lr_conditioned_model(4, norm=norm)  # type: ignore[arg-type]
+    clip = torch.rand(1, 3, 3, 32, 96)
+    crop = clip[..., :64]  # LR columns 0..64: latent columns 0..16 (the encoder sees the LR x2)
+    with torch.no_grad():
+        latent, latent_crop = model.encode(clip), model.encode(crop)
+        video, video_crop = model.decode(latent, clip), model.decode(latent[..., :16], crop)
+    kept_latent, kept_video = 4, 4 * 16  # columns far enough from the crop's right edge
+    latent_gap = (latent[..., :kept_latent] - latent_crop[..., :kept_latent]).abs().max()
+    video_gap = (video[..., :kept_video] - video_crop[..., :kept_video]).abs().max()
+    if norm == "pixel":
+        assert latent_gap < 1e-5 and video_gap < 1e-5, (latent_gap, video_gap)
+    else:
+        assert latent_gap > 1e-3 and video_gap > 1e-3, (latent_gap, video_gap)

@@ -26,11 +26,11 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--config", default="fastvsr-tiny", help="named architecture to train")
     train.add_argument("--variant", choices=sorted(VARIANTS), default="extended")
-    train.add_argument("--degradation", choices=DEGRADATIONS, default="mixed", help="LR synthesis")
+    train.add_argument("--degradation", choices=DEGRADATIONS, default="bi", help="LR synthesis")
     train.add_argument(
         "--photos",
         choices=("skimage", "all"),
-        default="skimage",
+        default="all",
         help="photo set: scikit-image's, or also Debian's wallpaper photos (fetched with apt-get if needed)",
     )
     train.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")

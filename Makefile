@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
-	$(PY) -m bench.fastvsr_vs_baseline
+	$(PY) -m bench.fastvsr_vs_baseline --out bench/results/cpu_fastvsr_vs_baseline.json
 
 bench-engines: $(STAMP)
 	$(PY) -m bench.engines --sizes 180p --out bench/results/cpu_engines.json

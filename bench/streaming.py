@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/streaming.json"))
     parser.add_argument("--runs", type=int, default=4, help="alternating model-only / end-to-end runs")
     parser.add_argument("--rss-size", default="80x48", help="WxH of the 10 s and 60 s clips")
-    parser.add_argument("--tile-budget-mib", type=int, default=800)
+    parser.add_argument("--tile-budget-mib", type=int, default=1100)
     parser.add_argument("--tile-frames", type=int, default=8)
     parser.add_argument("--only-overlap", action="store_true", help="print the overlap part, save nothing")
     args = parser.parse_args()

@@ -37,13 +37,10 @@ def batch_to_frames(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x.reshape(batch, bt // batch, c, h, w).transpose(1, 2)
 
 
-def conv3d(conv: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """`conv(x)` (with `weight` in place of `conv.weight` if given), but on CPU fp32 inference always
-    through oneDNN. PyTorch picks its much slower native conv3d when N*C*T*H < 20480 (a heuristic written
-    for 2D that ignores W: e.g. 6-12x slower at (1, 32, 11, 46, 80)); tracing, export, compilation, fake
-    tensors and training keep the standard call."""
-    weight = conv.weight if weight is None else weight
-    if (
+def onednn_inference(x: torch.Tensor) -> bool:
+    """Whether `x` takes the CPU fp32 inference path: convs through oneDNN, activations channels-last.
+    Tracing, export, compilation, fake tensors (the memory probe) and training keep the standard calls."""
+    return not (
         x.device.type != "cpu"
         or x.dtype != torch.float32
         or torch.is_grad_enabled()
@@ -51,19 +48,40 @@ def conv3d(conv: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor | None = None)
         or torch.jit.is_tracing()
         or torch.onnx.is_in_onnx_export()
         or torch.compiler.is_compiling()
-        or isinstance(x, FakeTensor)  # the memory probe: shapes only, no oneDNN kernel
-    ):
+        or isinstance(x, FakeTensor)
+    )
+
+
+def conv3d(conv: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """`conv(x)` (with `weight` in place of `conv.weight` if given), but on CPU fp32 inference always
+    through oneDNN, in channels-last (N, T, H, W, C) memory order. PyTorch picks its much slower native
+    conv3d when N*C*T*H < 20480 (a heuristic written for 2D that ignores W: e.g. 6-12x slower at
+    (1, 32, 11, 46, 80)). Channels-last convs are faster in oneDNN, and the per-pixel LayerNorm, the
+    per-frame 2D convs and the causal time concatenation then need no layout copies."""
+    weight = conv.weight if weight is None else weight
+    if not onednn_inference(x):
         return conv._conv_forward(x, weight, conv.bias)
     padding = conv.padding if isinstance(conv.padding, tuple) else (0, 0, 0)
     return torch.ops.aten.mkldnn_convolution(
-        x.contiguous(),
-        weight,
+        x.contiguous(memory_format=torch.channels_last_3d),
+        weight.contiguous(memory_format=torch.channels_last_3d),
         conv.bias,
         list(padding),
         list(conv.stride),
         list(conv.dilation),
         conv.groups,
     )
+
+
+def cat_frames(past: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`torch.cat([past, x], dim=2)`, channels-last on the oneDNN inference path (`torch.cat` falls
+    back to channels-first when its inputs' layouts differ, e.g. for the expanded first-frame padding)."""
+    if not onednn_inference(x):
+        return torch.cat([past, x], dim=2)
+    b, c, t, h, w = x.shape
+    size = (b, c, past.shape[2] + t, h, w)
+    out = torch.empty(size, dtype=x.dtype, device=x.device, memory_format=torch.channels_last_3d)
+    return torch.cat([past, x], dim=2, out=out)
 
 
 StreamCache = dict[str, torch.Tensor]
@@ -97,7 +115,7 @@ class CausalConv3d(nn.Module):
                 past = start
             elif cache is not None and FIRST_CHUNK in cache:
                 past = first_chunk_select(cache[FIRST_CHUNK], start, past)
-            x = torch.cat([past, x], dim=2)  # (B, C, T + k - 1, H, W)
+            x = cat_frames(past, x)  # (B, C, T + k - 1, H, W)
             if cache is not None:
                 cache[self.cache_key] = x[:, :, -self.time_pad :].detach()
         weight = fold_channel_copies(self.conv.weight, input_copies) if input_copies > 1 else None

@@ -229,6 +229,27 @@ def test_cpu_conv3d_goes_through_onednn_and_equals_the_standard_call(shape: tupl
     assert x.grad is not None and x.grad.shape == x.shape
 
 
+@pytest.mark.parametrize("norm", ["frame_group", "pixel"])
+def test_cpu_inference_runs_channels_last_and_equals_the_standard_path(norm: str) -> None:
+    """Streaming inference (no grad) keeps the VAE's activations channels-last; with grad enabled the
+    model takes the standard calls; both give the same clip, chunk by chunk."""
+    model = lr_conditioned_model(levels=2, seed=3, norm=norm)  # type: ignore[arg-type]
+    clip = torch.rand(1, 3, 5, 16, 24)
+
+    def stream() -> torch.Tensor:
+        cache: dict[str, torch.Tensor] = {}
+        return torch.cat([model(clip[:, :, :2], cache), model(clip[:, :, 2:], cache)], dim=2)
+
+    with torch.no_grad():
+        fast = stream()
+        first_features = model.encoder.conv_in(model.interpolate(clip))
+    with torch.enable_grad():
+        standard = stream().detach()
+    assert first_features.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not first_features.is_contiguous()
+    assert torch.allclose(fast, standard, atol=1e-5), (fast - standard).abs().max()
+
+
 def test_f16_head_equals_the_paper_form_pixel_shuffle_copy_x4_conv_out() -> None:
     """The decoder folds the x4 channel copy into conv_out's kernel; the output is the drawn structure's."""
     torch.manual_seed(0)

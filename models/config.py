@@ -10,11 +10,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 PipelineKind = Literal["fastvsr", "baseline"]
 NormKind = Literal["frame_group", "pixel"]
-NORM_KINDS: tuple[NormKind, ...] = ("frame_group", "pixel")
+NORM_KINDS: tuple[NormKind, ...] = get_args(NormKind)
 
 SUPPORTED_TEMPORAL_COMPRESSION = (1, 4, 8)
 OUTPUT_SCALE = 4

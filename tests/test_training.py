@@ -17,11 +17,12 @@ from training import sources
 from training.clips import photo_clip, video_clip
 from training.data import ClipPool, build_pool
 from training.degrade import degrade, h264_roundtrip
+from training.motion import clip_motion
 from training.objectives import (
     free_energy,
     guidance_weight,
     guided_decoder_loss,
-    temporal_difference_loss,
+    warped_residual_loss,
 )
 from training.recipe import (
     Logger,
@@ -107,14 +108,37 @@ def test_guidance_weight_decays_to_zero() -> None:
     assert guided_decoder_loss(out, hr, bound, 2.0).item() == pytest.approx(2.0)
 
 
-def test_temporal_difference_loss_costs_flicker_not_a_steady_offset() -> None:
-    hr = torch.rand(2, 3, 4, 8, 8)
-    assert temporal_difference_loss(hr + 0.1, hr).item() == pytest.approx(0.0, abs=1e-7)
-    flicker = hr + torch.tensor([0.0, 0.1, 0.0, 0.1]).view(1, 1, 4, 1, 1)  # +-0.1 between frames
-    assert temporal_difference_loss(flicker, hr).item() == pytest.approx(0.1, rel=1e-5)
-    frozen = hr[:, :, :1].expand_as(hr)  # misses the change the HR clip has
-    expected = (hr[:, :, 1:] - hr[:, :, :-1]).abs().mean().item()
-    assert temporal_difference_loss(frozen, hr).item() == pytest.approx(expected, rel=1e-5)
+def panned(image: np.ndarray, frames: int, step: int) -> np.ndarray:
+    """(T, S, S, 3): the window moves `step` pixels right per frame over `image`."""
+    size = image.shape[0] - step * (frames - 1)
+    return np.stack([image[:size, t * step : t * step + size] for t in range(frames)])
+
+
+def test_clip_motion_finds_a_known_pan() -> None:
+    photo = sources.load_photo("brick")[:64, :80]
+    motion = clip_motion(panned(photo, 3, 2)[None])
+    grid, valid = motion.batch([0])
+    assert grid.shape == (1, 2, 60, 60, 2) and valid.shape == (1, 2, 60, 60)
+    # pixel x of frame t was at x + 2 in frame t-1: in grid units, +2 * 2 / (60 - 1)
+    columns = torch.arange(60, dtype=torch.float32) * 2 / 59 - 1
+    shift = (grid[0, :, :, :, 0] - columns)[valid[0]] * 59 / 2
+    assert valid.float().mean() > 0.5
+    assert shift.median().item() == pytest.approx(2.0, abs=0.1)
+
+
+def test_warped_residual_loss_costs_flicker_not_an_error_that_moves_with_the_scene() -> None:
+    photo = sources.load_photo("brick")[:64, :80]
+    hr_frames = panned(photo, 3, 2)
+    grid, valid = clip_motion(hr_frames[None]).batch([0])
+    hr = torch.from_numpy(hr_frames).permute(3, 0, 1, 2)[None].float() / 255  # (1, 3, T, S, S)
+    assert warped_residual_loss(hr, hr, grid, valid).item() == 0.0
+    pattern = torch.from_numpy(panned(np.roll(photo, 7, axis=0), 3, 2)).permute(3, 0, 1, 2)[None] / 2550
+    moving = warped_residual_loss(hr + pattern, hr, grid, valid).item()  # an error pinned to the scene
+    flicker = torch.tensor([0.0, 0.05, 0.0]).view(1, 1, 3, 1, 1)
+    assert warped_residual_loss(hr + flicker, hr, grid, valid).item() == pytest.approx(0.05, rel=1e-4)
+    still = pattern[:, :, :1].expand_as(pattern)  # the same error on every frame: sticks to the pixel grid
+    stuck = warped_residual_loss(hr + still, hr, grid, valid).item()
+    assert moving < 0.25 * stuck
 
 
 @pytest.mark.parametrize("levels", [1, 4])
@@ -172,6 +196,9 @@ def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> N
     after_psnr, after_l1 = validation_metrics(model, fixed, False)["val_psnr"], pipeline_l1(model, fixed)
     assert after_l1 < before_l1
     assert after_psnr > before_psnr
+    with pytest.raises(ValueError, match="motion=True"):  # the temporal term needs the clips' motion
+        temporal = dataclasses.replace(settings, temporal_weight=1.0)
+        finetune_pixels(model, fixed, temporal, np.random.default_rng(1), log, no_validation)
 
 
 def test_downscale2_maps_to_the_encoder_grid() -> None:

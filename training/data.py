@@ -15,16 +15,18 @@ import torch
 from training import sources
 from training.clips import augment, photo_clip, video_clip
 from training.degrade import Degradation, degrade
+from training.motion import ClipMotion, clip_motion
 
 VIDEO_FRAMES = 96  # decoded per HR video (every other frame: more motion per clip)
 
 
 @dataclass
 class ClipPool:
-    """`hr` (N, T, S, S, 3) and `lr` (N, T, S/4, S/4, 3), both uint8."""
+    """`hr` (N, T, S, S, 3) and `lr` (N, T, S/4, S/4, 3), both uint8; `motion` of the HR clips if built."""
 
     hr: np.ndarray
     lr: np.ndarray
+    motion: ClipMotion | None = None
 
     def __len__(self) -> int:
         return len(self.hr)
@@ -48,8 +50,10 @@ def build_pool(
     photos: Sequence[str],
     videos: Sequence[str] = (),
     video_share: float = 0.4,
+    motion: bool = False,
 ) -> ClipPool:
-    """`count` clips: photos under camera motion, and (share `video_share`) crops of HR videos."""
+    """`count` clips: photos under camera motion, and (share `video_share`) crops of HR videos; with
+    `motion`, also each HR clip's frame-to-frame warp (training.motion)."""
     if size % 4:
         raise ValueError(f"clip size must be a multiple of 4, got {size}")
     rng = np.random.default_rng(seed)
@@ -64,4 +68,4 @@ def build_pool(
             clip = photo_clip(loaded_photos[int(rng.integers(len(loaded_photos)))], frames, size, rng)
         hr[i] = augment(clip, rng)
         lr[i] = degrade(hr[i], degradation, rng)
-    return ClipPool(hr=hr, lr=lr)
+    return ClipPool(hr=hr, lr=lr, motion=clip_motion(hr) if motion else None)

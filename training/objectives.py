@@ -75,10 +75,30 @@ def upsample_bound(f8_video: torch.Tensor) -> torch.Tensor:
     return resize_frames(f8_video, 2, "bicubic").clamp(0, 1)
 
 
-def temporal_difference_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean |(O_t - O_{t-1}) - (HR_t - HR_{t-1})| over (B, C, T, H, W) clips: change between frames
-    that the HR clip does not have (flicker) costs, change that it has is asked for."""
-    return ((output[:, :, 1:] - output[:, :, :-1]) - (target[:, :, 1:] - target[:, :, :-1])).abs().mean()
+def warped_residual_loss(
+    output: torch.Tensor, hr: torch.Tensor, grid: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Flicker of the error along the HR clip's motion: mean |W(E_{t-1}) - E_t| over valid pixels.
+
+    E_t = O_t - HR_t for (B, C, T, H, W) clips; W warps frame t-1 onto t with `grid` (B, T-1, H, W, 2)
+    (bilinear, as E_warp's warp) and `valid` (B, T-1, H, W) masks occlusions and motion boundaries.
+    An exact output costs 0, and so does an error that moves with the scene; an error that changes
+    from frame to frame (flicker, detail that swims or sticks to the pixel grid) costs.
+    """
+    error = output - hr
+    batch, channels, frames, height, width = error.shape
+    previous = error[:, :, :-1].transpose(1, 2).reshape(-1, channels, height, width)
+    warped = F.grid_sample(
+        previous,
+        grid.reshape(-1, height, width, 2),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    ).reshape(batch, frames - 1, channels, height, width)
+    current = error[:, :, 1:].transpose(1, 2)
+    mask = valid[:, :, None].to(error.dtype)
+    kept = mask.sum() * channels
+    return ((warped - current).abs() * mask).sum() / kept.clamp(min=1.0)
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:

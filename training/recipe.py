@@ -40,8 +40,8 @@ from training.objectives import (
     guided_decoder_loss,
     psnr,
     sample_posterior,
-    temporal_difference_loss,
     upsample_bound,
+    warped_residual_loss,
 )
 
 WARMUP_STEPS = 50
@@ -65,7 +65,7 @@ class TrainSettings:
     steps_denoiser: int = 300
     steps_finetune: int = 2400
     learning_rate: float = 1e-3
-    temporal_weight: float = 0.0  # fine-tune: L1 + this x temporal_difference_loss
+    temporal_weight: float = 0.0  # fine-tune: L1 + this x warped_residual_loss
     kl_weight: float = 1.0
     guidance: float = 1.0  # initial weight of the lower-bound term
     guidance_fraction: float = 0.5  # of the decoder stage, after which the weight is 0
@@ -287,19 +287,24 @@ def finetune_pixels(
     log: Logger,
     validate: Callable[[], dict[str, float]],
 ) -> list[dict[str, float]]:
-    """(b, second part) Denoiser and decoder through the whole pipeline against HR (encoder frozen)."""
-    source = batches(pool, settings.batch_size, rng)
+    """(b, second part) Denoiser and decoder through the whole pipeline against HR (encoder frozen),
+    plus the warped temporal term when `settings.temporal_weight` > 0 (the pool then carries motion)."""
+    motion = pool.motion
+    if settings.temporal_weight > 0 and motion is None:
+        raise ValueError("the temporal term needs a pool built with motion=True")
 
     def loss_at(step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        lr, hr = next(source)
+        indices = rng.integers(0, len(pool), size=settings.batch_size)
+        lr, hr = pool.batch(indices)
         with torch.no_grad():
             latent = model.encode(lr)
         output = model.decode(model.denoise(latent), lr)
         pixels = (output - hr).abs().mean()
-        if settings.temporal_weight == 0:
+        if settings.temporal_weight == 0 or motion is None:
             return pixels, {}
-        temporal = temporal_difference_loss(output, hr)
-        return pixels + settings.temporal_weight * temporal, {"temporal": temporal.item()}
+        temporal = warped_residual_loss(output, hr, *motion.batch(indices))
+        parts = {"pixels": pixels.item(), "temporal": temporal.item()}
+        return pixels + settings.temporal_weight * temporal, parts
 
     parameters = [*model.denoiser.parameters(), *model.decoder.parameters()]
     return optimise(
@@ -344,6 +349,7 @@ def train(
         settings.seed,
         settings.photos,
         settings.videos,
+        motion=settings.temporal_weight > 0,
     )
     validation = build_pool(
         settings.validation_size,

@@ -38,7 +38,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
         "--temporal-weight",
         type=float,
         default=0.0,
-        help="fine-tune: weight of the frame-difference term (flicker) beside L1",
+        help="fine-tune: weight of the warped temporal term (error flicker along the HR motion) beside L1",
     )
     train.add_argument(
         "--lr-levels",

@@ -197,8 +197,7 @@ def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> N
     assert after_l1 < before_l1
     assert after_psnr > before_psnr
     with pytest.raises(ValueError, match="motion=True"):  # the temporal term needs the clips' motion
-        temporal = dataclasses.replace(settings, temporal_weight=1.0)
-        finetune_pixels(model, fixed, temporal, np.random.default_rng(1), log, no_validation)
+        finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation, 1.0, "temporal")
 
 
 def test_downscale2_maps_to_the_encoder_grid() -> None:
@@ -218,13 +217,14 @@ def test_vsr_train_writes_a_loadable_model_and_its_logs(
     assert model.config.lr_conditioning and model.config.bicubic_skip
     assert model.config.lr_conditioning_levels == 2 and len(model.decoder.lr_in_deep) == 1
     summary = json.loads((out / "training_summary.json").read_text())
-    assert set(summary["seconds"]) >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune"}
+    assert set(summary["seconds"]) >= {"decoder", "decoder_unguided", "denoiser", "finetune", "temporal"}
     assert summary["ablation"]["guided"] and summary["ablation"]["unguided"]
     assert summary["settings"]["temporal_weight"] == 0.5
     records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     stages = {record["stage"] for record in records}
-    assert stages >= {"data", "vae", "decoder", "decoder_unguided", "denoiser", "finetune", "done"}
-    assert all(r["temporal"] >= 0 for r in records if r["stage"] == "finetune")  # the term is logged
+    assert stages >= {"vae", "decoder_unguided", "decoder", "denoiser", "finetune", "temporal", "done"}
+    assert all(r["temporal"] >= 0 for r in records if r["stage"] == "temporal")  # the term is logged
+    assert all("temporal" not in r for r in records if r["stage"] == "finetune")
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["out"] == str(out) and "val_psnr" in printed
 

@@ -1,4 +1,5 @@
-"""Training objectives: the VAE's free energy, the lower-bound-guided f16 decoder loss, pixel fidelity.
+"""Training objectives: the VAE's free energy, the lower-bound-guided f16 decoder loss, pixel fidelity and
+the warped temporal term.
 
 Free energy (negative ELBO) of the VAE, per data value:
     F(x) = E_q(z|x)[-log p(x|z)] + KL(q(z|x) || N(0, I)),

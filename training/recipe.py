@@ -6,7 +6,8 @@
         optionally trained twice, with and without guidance, from the same start (the ablation).
     (b) one-step denoiser: maps the latent of the x2-interpolated LR clip to the latent of the
         x2-downscaled HR clip at the fixed timestep, then is fine-tuned with the decoder in pixel space
-        through the whole pipeline (encoder frozen).
+        through the whole pipeline (encoder frozen); a last, short stage of that fine-tune adds the
+        warped temporal term (training.objectives.warped_residual_loss) against flicker.
 
 Every stage logs to a JSON-lines file; validation uses clips of held-out photographs.
 """
@@ -64,8 +65,9 @@ class TrainSettings:
     steps_decoder: int = 400
     steps_denoiser: int = 300
     steps_finetune: int = 2400
+    steps_temporal: int = 600  # after the fine-tune: L1 + temporal_weight x warped_residual_loss
     learning_rate: float = 1e-3
-    temporal_weight: float = 0.0  # fine-tune: L1 + this x warped_residual_loss
+    temporal_weight: float = 1.0  # 0: no temporal stage
     kl_weight: float = 1.0
     guidance: float = 1.0  # initial weight of the lower-bound term
     guidance_fraction: float = 0.5  # of the decoder stage, after which the weight is 0
@@ -83,6 +85,7 @@ class TrainSettings:
             steps_decoder=max(1, round(self.steps_decoder * factor)),
             steps_denoiser=max(1, round(self.steps_denoiser * factor)),
             steps_finetune=max(1, round(self.steps_finetune * factor)),
+            steps_temporal=max(1, round(self.steps_temporal * factor)),
             pool_size=max(self.batch_size, round(self.pool_size * min(1.0, factor * 2))),
             validation_size=max(4, round(self.validation_size * min(1.0, factor * 2))),
         )
@@ -286,11 +289,14 @@ def finetune_pixels(
     rng,
     log: Logger,
     validate: Callable[[], dict[str, float]],
+    temporal_weight: float = 0.0,
+    stage: str = "finetune",
 ) -> list[dict[str, float]]:
     """(b, second part) Denoiser and decoder through the whole pipeline against HR (encoder frozen),
-    plus the warped temporal term when `settings.temporal_weight` > 0 (the pool then carries motion)."""
+    for `settings.steps_finetune` steps; with `temporal_weight` > 0, the temporal stage instead:
+    `settings.steps_temporal` steps with the warped temporal term (the pool then carries motion)."""
     motion = pool.motion
-    if settings.temporal_weight > 0 and motion is None:
+    if temporal_weight > 0 and motion is None:
         raise ValueError("the temporal term needs a pool built with motion=True")
 
     def loss_at(step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -300,20 +306,20 @@ def finetune_pixels(
             latent = model.encode(lr)
         output = model.decode(model.denoise(latent), lr)
         pixels = (output - hr).abs().mean()
-        if settings.temporal_weight == 0 or motion is None:
+        if temporal_weight == 0 or motion is None:
             return pixels, {}
         temporal = warped_residual_loss(output, hr, *motion.batch(indices))
         parts = {"pixels": pixels.item(), "temporal": temporal.item()}
-        return pixels + settings.temporal_weight * temporal, parts
+        return pixels + temporal_weight * temporal, parts
 
     parameters = [*model.denoiser.parameters(), *model.decoder.parameters()]
     return optimise(
         parameters,
-        settings.steps_finetune,
+        settings.steps_temporal if temporal_weight > 0 else settings.steps_finetune,
         settings.learning_rate / 2,
         loss_at,
         log,
-        "finetune",
+        stage,
         settings.log_every,
         validate,
     )
@@ -406,12 +412,18 @@ def train(
     )
     result.ablation["guided"] = guided
     timed("denoiser", lambda: train_denoiser(model, pool, settings, rng, log))
-    timed(
-        "finetune",
-        lambda: finetune_pixels(
-            model, pool, settings, rng, log, lambda: validation_metrics(model, validation, reconstruct=False)
-        ),
-    )
+
+    def pipeline_validation() -> dict[str, float]:
+        return validation_metrics(model, validation, reconstruct=False)
+
+    timed("finetune", lambda: finetune_pixels(model, pool, settings, rng, log, pipeline_validation))
+    if settings.temporal_weight > 0:
+        timed(
+            "temporal",
+            lambda: finetune_pixels(
+                model, pool, settings, rng, log, pipeline_validation, settings.temporal_weight, "temporal"
+            ),
+        )
     model.eval()
     set_trainable(model, True)
     result.validation = validation_metrics(model, validation, reconstruct=False)

@@ -37,8 +37,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument(
         "--temporal-weight",
         type=float,
-        default=0.0,
-        help="fine-tune: weight of the warped temporal term (error flicker along the HR motion) beside L1",
+        default=None,
+        help="weight of the warped temporal term (error flicker along the HR motion) in the last "
+        "fine-tune stage (default: the recipe's; 0 skips that stage)",
     )
     train.add_argument(
         "--lr-levels",
@@ -64,7 +65,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.steps_scale <= 0:
         raise SystemExit("vsr: error: bad_steps: --steps-scale must be > 0 (see --help)")
-    if args.temporal_weight < 0:
+    if args.temporal_weight is not None and args.temporal_weight < 0:
         raise SystemExit("vsr: error: bad_option: --temporal-weight must be >= 0 (see --help)")
     torch.set_num_threads(args.threads)
     photos, validation_photos = photo_set(args.photos)
@@ -80,10 +81,11 @@ def run_train(args: argparse.Namespace) -> int:
         degradation=args.degradation,
         seed=args.seed,
         ablation=not args.no_ablation,
-        temporal_weight=args.temporal_weight,
         photos=photos,
         validation_photos=validation_photos,
     ).scaled(args.steps_scale)
+    if args.temporal_weight is not None:
+        settings = dataclasses.replace(settings, temporal_weight=args.temporal_weight)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     echo = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))

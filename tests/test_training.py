@@ -197,7 +197,7 @@ def test_a_few_steps_lower_every_stage_loss(pool: ClipPool, tmp_path: Path) -> N
     assert after_l1 < before_l1
     assert after_psnr > before_psnr
     with pytest.raises(ValueError, match="motion=True"):  # the temporal term needs the clips' motion
-        finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation, 1.0, "temporal")
+        finetune_pixels(model, fixed, settings, np.random.default_rng(1), log, no_validation, temporal=True)
 
 
 def test_downscale2_maps_to_the_encoder_grid() -> None:

@@ -289,13 +289,13 @@ def finetune_pixels(
     rng,
     log: Logger,
     validate: Callable[[], dict[str, float]],
-    temporal_weight: float = 0.0,
-    stage: str = "finetune",
+    temporal: bool = False,
 ) -> list[dict[str, float]]:
     """(b, second part) Denoiser and decoder through the whole pipeline against HR (encoder frozen),
-    for `settings.steps_finetune` steps; with `temporal_weight` > 0, the temporal stage instead:
+    for `settings.steps_finetune` steps; with `temporal`, the temporal stage instead:
     `settings.steps_temporal` steps with the warped temporal term (the pool then carries motion)."""
-    motion = pool.motion
+    temporal_weight = settings.temporal_weight if temporal else 0.0
+    motion = pool.motion if temporal_weight > 0 else None
     if temporal_weight > 0 and motion is None:
         raise ValueError("the temporal term needs a pool built with motion=True")
 
@@ -306,7 +306,7 @@ def finetune_pixels(
             latent = model.encode(lr)
         output = model.decode(model.denoise(latent), lr)
         pixels = (output - hr).abs().mean()
-        if temporal_weight == 0 or motion is None:
+        if motion is None:
             return pixels, {}
         temporal = warped_residual_loss(output, hr, *motion.batch(indices))
         parts = {"pixels": pixels.item(), "temporal": temporal.item()}
@@ -315,11 +315,11 @@ def finetune_pixels(
     parameters = [*model.denoiser.parameters(), *model.decoder.parameters()]
     return optimise(
         parameters,
-        settings.steps_temporal if temporal_weight > 0 else settings.steps_finetune,
+        settings.steps_temporal if temporal else settings.steps_finetune,
         settings.learning_rate / 2,
         loss_at,
         log,
-        stage,
+        "temporal" if temporal else "finetune",
         settings.log_every,
         validate,
     )
@@ -418,12 +418,7 @@ def train(
 
     timed("finetune", lambda: finetune_pixels(model, pool, settings, rng, log, pipeline_validation))
     if settings.temporal_weight > 0:
-        timed(
-            "temporal",
-            lambda: finetune_pixels(
-                model, pool, settings, rng, log, pipeline_validation, settings.temporal_weight, "temporal"
-            ),
-        )
+        timed("temporal", lambda: finetune_pixels(model, pool, settings, rng, log, pipeline_validation, True))
     model.eval()
     set_trainable(model, True)
     result.validation = validation_metrics(model, validation, reconstruct=False)

@@ -3,22 +3,27 @@
 Beside the job loop it serves Prometheus metrics and runs a webhook dispatcher and a reaper thread.
 SimpleWorker, not the forking Worker: a CUDA context cannot cross a fork, and an engine must not be
 reloaded per job. SIGTERM (or SIGINT) asks the current job to go back to the queue at its next chunk
-(`VSR_SHUTDOWN=requeue`, the default) or to finish (`finish`); a second signal stops at once. A Redis
-outage does not end the process: the job loop is restarted once Redis answers again.
+(`VSR_SHUTDOWN=requeue`, the default) or to finish (`finish`); a second signal stops at once. An idle
+worker exits within `STOP_CHECK_SECONDS` of the signal, wherever it lands. A Redis outage does not end the
+process: the job loop is restarted once Redis answers again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 import time
 import uuid
 from types import FrameType
+from typing import Any
 
 import redis
 from prometheus_client import start_http_server
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
@@ -31,16 +36,50 @@ from worker.runtime import WorkerRuntime, install_runtime
 
 log = logging.getLogger(__name__)
 
+STOP_CHECK_SECONDS = 5  # an idle worker waits for jobs in BLPOPs this long, then looks for a stop request
+
 
 class VSRWorker(SimpleWorker):
-    """Runs jobs in this process (the model stays loaded); tells the running job about a shutdown."""
+    """Runs jobs in this process (the model stays loaded); tells the running job about a shutdown.
+
+    RQ stops an idle worker by raising StopRequested from the signal handler, wherever the main thread
+    is. Three gaps of RQ 3.0 with redis-py 8 are closed here: a signal between registering and RQ's
+    handler install killed the process; a StopRequested swallowed by a broad `except` left it in a
+    405 s BLPOP; and teardown joined the pubsub listener for up to its 60 s sleep.
+    """
 
     runtime: WorkerRuntime | None = None
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         if self.runtime is not None:
             self.runtime.shutdown_requested.set()
+        self._stop_requested = True  # seen at the next BLPOP slice even if StopRequested gets lost
         super().request_stop(signum, frame)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        """Handle SIGTERM/SIGINT from before the worker registers, so no signal finds the default handler."""
+        self._install_signal_handlers()
+        with contextlib.suppress(StopRequested):  # the loop sees _stop_requested first and tears down
+            super().bootstrap(*args, **kwargs)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """Wait for a job in BLPOPs of STOP_CHECK_SECONDS; None once a stop is requested."""
+        if timeout is None or max_idle_time is not None:  # burst mode, or the caller's own idle limit
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=STOP_CHECK_SECONDS)
+            if result is not None:
+                return result
+        return None
+
+    def unsubscribe(self) -> None:
+        """RQ unsubscribes, then stops the pubsub listener and joins it; unsubscribed, the listener first
+        sleeps up to 60 s waiting for a subscription. Stopping it first lets the unsubscribe reply end it."""
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop(timeout=0)  # clears its run flag; does not wait
+        super().unsubscribe()
 
 
 class ThreadWorker(VSRWorker):

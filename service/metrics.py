@@ -20,7 +20,6 @@ STAGES = (
     "model_encode",
     "denoise",
     "model_decode",
-    "stabilize",
     "video_encode",
     "upload",
 )

@@ -27,10 +27,9 @@ from models.config import OUTPUT_SCALE, VSRConfig
 from models.macs import MacCount, count_macs
 from models.sr_model import VSRModel
 from worker.memory_budget import chunk_memory, plan_within_budget
-from worker.temporal_stabilizer import TemporalStabilizer, check_blend
 from worker.tiling import Tile, plan_tiles
 
-STAGES = ("encode", "denoise", "decode", "stabilize")
+STAGES = ("encode", "denoise", "decode")
 DEFAULT_CHUNK_FRAMES = 8  # 8 frames of 1280x704 output: ~4.6 GB peak RSS with fastvsr-tiny on CPU
 COMPONENTS = ("encoder", "denoiser", "decoder", "total")
 DEFAULT_TILE_OVERLAP = 16  # low-res pixels of context on each inner side of a tile
@@ -84,12 +83,9 @@ class ClipUpscaler:
         device: str | torch.device = "cpu",
         memory_budget_bytes: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        temporal_blend: float = 0.0,
     ) -> None:
         """`device` applies to a bare `VSRModel`; an `EngineSet` runs where its engines were loaded.
-        `memory_budget_bytes` bounds one chunk's activations (None: whole frames, however large).
-        `temporal_blend` > 0 runs the flow-guided temporal stabilizer on the output (worker/
-        temporal_stabilizer.py; the service's default is DEFAULT_TEMPORAL_BLEND); 0: the model's frames."""
+        `memory_budget_bytes` bounds one chunk's activations (None: whole frames, however large)."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         if tile_overlap < 0:
@@ -101,7 +97,6 @@ class ClipUpscaler:
         self.device = self.engines.device
         self.memory_budget_bytes = memory_budget_bytes
         self.tile_overlap = tile_overlap
-        self.temporal_blend = check_blend(temporal_blend)
 
     def plan(self, height: int, width: int) -> list[Tile]:
         """The tiles frames of this size run as (one tile: the whole padded frame).
@@ -143,34 +138,16 @@ class ClipUpscaler:
         streams: list[StreamState] = []
         buffer: list[np.ndarray] = []
         first = True
-        stabilize = TemporalStabilizer(self.temporal_blend)  # per clip: its state spans the chunks
         for frame in frames:
             if not tiles:
                 tiles = self.plan(*frame.shape[:2])
                 streams = [self.engines.new_stream() for _ in tiles]
             buffer.append(frame)
             if len(buffer) == self.chunk_frames + (1 if first else 0):
-                yield from self._stabilized(
-                    buffer, self._run_chunk(buffer, first, tiles, streams, stats), stabilize, stats
-                )
+                yield from self._run_chunk(buffer, first, tiles, streams, stats)
                 buffer, first = [], False
         if buffer:
-            yield from self._stabilized(
-                buffer, self._run_chunk(buffer, first, tiles, streams, stats), stabilize, stats
-            )
-
-    def _stabilized(
-        self,
-        inputs: list[np.ndarray],
-        outputs: Iterator[np.ndarray],
-        stabilize: TemporalStabilizer,
-        stats: UpscaleStats,
-    ) -> Iterator[np.ndarray]:
-        for lr, out in zip(inputs, outputs, strict=True):
-            if self.temporal_blend == 0.0:
-                yield out
-            else:
-                yield self._timed(stats, "stabilize", lambda lr=lr, out=out: stabilize(lr, out))
+            yield from self._run_chunk(buffer, first, tiles, streams, stats)
 
     def _run_chunk(
         self,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,9 +13,8 @@ from rq.worker import WorkerStatus
 
 from service.job_queue import make_queue
 from service.settings import Settings
+from tests.support.processes import VsrProcess
 from worker.rq_worker import STOP_CHECK_SECONDS, ThreadWorker, VSRWorker
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def idle_worker(redis_url: str, cls: type[VSRWorker] = VSRWorker) -> VSRWorker:
@@ -74,23 +70,16 @@ def test_sigterm_right_after_registration_stops_the_worker_cleanly(redis_url: st
     """`vsr worker` signalled as soon as it registers and once settled: each exits 0 promptly (the
     preStop drain waits for that) and leaves no registration behind."""
     client = redis.Redis.from_url(redis_url)
-    env = {**os.environ, "VSR_REDIS_URL": redis_url, "VSR_DATA_DIR": str(tmp_path / "data")}
+    env = {"VSR_REDIS_URL": redis_url, "VSR_DATA_DIR": str(tmp_path / "data")}
     for settle_s in (0.0, 1.0):
-        log = tmp_path / f"worker-{settle_s}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "vsr.cli", "worker"], cwd=REPO, env=env, stdout=out, stderr=out
-            )
+        worker = VsrProcess(["worker"], env, tmp_path / f"worker-{settle_s}.log").start()
         try:
             deadline = time.monotonic() + 120
             while not client.smembers("rq:workers"):
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                assert worker.alive() and time.monotonic() < deadline, worker.tail()
                 time.sleep(0.01)
             time.sleep(settle_s)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(STOP_CHECK_SECONDS + 15) == 0, log.read_text()
+            assert worker.stop(signal.SIGTERM, timeout=STOP_CHECK_SECONDS + 15) == 0, worker.tail()
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        assert not client.smembers("rq:workers"), log.read_text()
+            worker.stop(signal.SIGKILL)
+        assert not client.smembers("rq:workers"), worker.tail()

@@ -26,6 +26,7 @@ from evaluation.sequences import find_sequences
 from models.weights import load_model
 from training.degrade import degrade
 from training.sources import SHARED_DATA
+from worker.temporal_stabilizer import DEFAULT_TEMPORAL_BLEND
 from worker.upscaler import ClipUpscaler, UpscaleStats
 
 BEDROOM = SHARED_DATA / "sam2_bedroom"
@@ -53,24 +54,34 @@ def realworld_bedroom(root: Path) -> Path:
 
 
 def evaluate(models: dict[str, Path], root: Path, warp_error: bool) -> dict[str, Any]:
+    """Bicubic, then each model as served (with the temporal stabilizer) and without the stabilizer."""
     settings = EvalSettings(warp_error=warp_error)
     methods = [bicubic_method()]
-    methods += [model_method(name, load_model(path), str(path)) for name, path in models.items()]
+    for name, path in models.items():
+        model = load_model(path)
+        methods.append(model_method(name, model, str(path), temporal_blend=DEFAULT_TEMPORAL_BLEND))
+        methods.append(model_method(f"{name} (no stabilizer)", model, str(path), temporal_blend=0.0))
     clips = [evaluate_sequence(source, methods, settings)[0] for source in find_sequences(root)]
     return summarize(clips, methods, settings)
 
 
 def speed(path: Path, frames: int = 17) -> dict[str, float]:
-    """Model-stage and wall frames/s for 320x180 -> 1280x720, second pass (the first warms caches)."""
+    """Frames/s for 320x180 -> 1280x720, wall clock of the second pass (the first warms caches), side by
+    side: the model alone, and as served (the stabilizer's motion estimated on a thread beside the model,
+    then the blend). `stabilize_ms_per_frame`: what the served run spent waiting for motion and blending."""
     lr = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(SPEED_FRAMES.glob("*.png"))[:frames]]
-    upscaler = ClipUpscaler(load_model(path))
-    result: dict[str, float] = {}
-    for _ in range(2):
-        stats = UpscaleStats()
-        start = time.perf_counter()
-        count = sum(1 for _ in upscaler.upscale(lr, stats))
-        wall = time.perf_counter() - start
-        result = {"model_fps": count / sum(stats.seconds.values()), "wall_fps": count / wall, "frames": count}
+    model = load_model(path)
+    result: dict[str, float] = {"frames": len(lr)}
+    for label, blend in (("model", 0.0), ("served", DEFAULT_TEMPORAL_BLEND)):
+        upscaler = ClipUpscaler(model, temporal_blend=blend)
+        for _ in range(2):
+            stats = UpscaleStats()
+            start = time.perf_counter()
+            count = sum(1 for _ in upscaler.upscale(lr, stats))
+            result[f"{label}_fps"] = count / (time.perf_counter() - start)
+            result[f"{label}_stabilize_ms_per_frame"] = 1000 * stats.seconds["stabilize"] / count
+    result["served_vs_model"] = result["served_fps"] / result["model_fps"]
+    del result["model_stabilize_ms_per_frame"]
     return result
 
 
@@ -84,7 +95,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = {name: Path(path) for name, _, path in (m.partition("=") for m in args.model)}
     results: dict[str, Any] = {"threads": args.threads, "sets": {}, "speed_180p_to_720p": {}}
-    for label, root, warp in (("bi", BEDROOM, True), ("realworld", realworld_bedroom(args.work), False)):
+    for label, root, warp in (("bi", BEDROOM, True), ("realworld", realworld_bedroom(args.work), True)):
         report = evaluate(models, root, warp)
         results["sets"][f"sam2_bedroom_{label}"] = report["mean"]
         print(f"sam2_bedroom ({label}):")

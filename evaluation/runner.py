@@ -95,12 +95,23 @@ def bicubic_method() -> Method:
 
 
 def model_method(
-    name: str, model: VSRModel, description: str, *, chunk_frames: int = 8, device: str = "cpu"
+    name: str,
+    model: VSRModel,
+    description: str,
+    *,
+    chunk_frames: int = 8,
+    device: str = "cpu",
+    temporal_blend: float | None = None,
 ) -> Method:
-    """A model run chunk by chunk with its streaming cache, as `vsr upscale` runs it."""
+    """A model run chunk by chunk with its streaming cache and the temporal stabilizer, as `vsr upscale`
+    runs it (`temporal_blend` None: the service's default; 0: the model's own frames)."""
+    from worker.temporal_stabilizer import DEFAULT_TEMPORAL_BLEND
     from worker.upscaler import ClipUpscaler, UpscaleStats
 
-    upscaler = ClipUpscaler(model, chunk_frames=chunk_frames, device=device)
+    blend = DEFAULT_TEMPORAL_BLEND if temporal_blend is None else temporal_blend
+    upscaler = ClipUpscaler(model, chunk_frames=chunk_frames, device=device, temporal_blend=blend)
+    if blend > 0:
+        description += f"; temporal stabilizer, blend {blend:g}"
 
     def upscale(frames: Iterable[np.ndarray], cost: RunCost) -> Iterator[np.ndarray]:
         stats = UpscaleStats()

@@ -37,7 +37,7 @@ FLOW_METHOD = (
     "on the GT frames; backward flow t -> t-1, forward-backward occlusion and motion-boundary mask "
     "(Lai et al. 2018); bilinear warp of output t-1 onto t; MSE in RGB [0, 1]"
 )
-_FARNEBACK = {
+FARNEBACK = {
     "pyr_scale": 0.5,
     "levels": 3,
     "winsize": 15,
@@ -63,7 +63,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def _farneback(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(H, W, 2) float32 flow: pixel x of `source` is at x + flow(x) in `target`."""
-    return cv2.calcOpticalFlowFarneback(source, target, None, **_FARNEBACK)
+    return cv2.calcOpticalFlowFarneback(source, target, None, **FARNEBACK)
 
 
 def _squared(flow: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ STAGES = (
     "model_encode",
     "denoise",
     "model_decode",
+    "stabilize",
     "video_encode",
     "upload",
 )

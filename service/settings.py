@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     io_niceness: int = Field(
         IO_NICENESS, ge=0, le=19, description="how much lower decode/encode threads' CPU priority is"
     )
+    temporal_blend: float = Field(
+        0.4,  # worker.temporal_stabilizer.DEFAULT_TEMPORAL_BLEND (not imported: the API image has no cv2)
+        ge=0,
+        lt=1,
+        description="flow-guided temporal stabilizer: share of the warped previous frame (0: off)",
+    )
     progress_interval_s: float = Field(1.0, ge=0, description="job record / webhook progress throttle")
     worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")
 

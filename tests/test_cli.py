@@ -49,7 +49,8 @@ def test_upscale_generated_clip_with_audio(tmp_path: Path, model_dir: Path) -> N
     assert len(frames) == summary["frames"] == 10
     assert [f.pts for f in frames] == [f.pts for f in iter_frames(source)]  # timestamps kept
     assert audio_packets(output) == audio_packets(source)  # every audio packet copied, not re-encoded
-    assert set(summary["seconds"]) == {"encode", "denoise", "decode", "wall"}
+    assert set(summary["seconds"]) == {"encode", "denoise", "decode", "stabilize", "wall"}
+    assert summary["seconds"]["stabilize"] > 0  # the temporal stabilizer runs by default
     assert summary["macs"]["total"] == sum(summary["macs"][k] for k in ("encoder", "denoiser", "decoder")) > 0
     assert "frame" in result.stderr  # the progress bar ran
 
@@ -131,9 +132,10 @@ def _audio_only(tmp: Path) -> Path:
         (_short_clip, ["--scale", "2"], "unsupported_option"),
         (_short_clip, ["--crf", "99"], "unsupported_option"),
         (_short_clip, ["--preset", "warp"], "unsupported_option"),
+        (_short_clip, ["--temporal-blend", "1.5"], "unsupported_option"),
         (_short_clip, ["--model", "/nonexistent/model"], "bad_model"),
     ],
-    ids=["missing", "text", "empty", "truncated", "audio-only", "scale", "crf", "preset", "model"],
+    ids=["missing", "text", "empty", "truncated", "audio-only", "scale", "crf", "preset", "blend", "model"],
 )
 def test_bad_input_fails_cleanly(tmp_path: Path, make_input, extra: list[str], code: str | None) -> None:  # type: ignore[no-untyped-def]
     source = make_input(tmp_path)

@@ -53,6 +53,11 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="activation memory of one chunk (MiB); larger frames run as overlapping tiles (default 4096)",
     )
     up.add_argument("--device", default="cpu", help="cpu or cuda")
+    up.add_argument(
+        "--temporal-blend",
+        type=float,
+        help="temporal stabilizer: share of the warped previous frame, 0..<1 (0: off; default 0.4)",
+    )
     up.add_argument("--backend", choices=BACKENDS, default="auto", help="inference engine (auto: best here)")
     up.add_argument("--precision", choices=PRECISIONS, default="auto", help="engine precision")
     up.add_argument("--no-audio", action="store_true", help="do not copy audio streams")

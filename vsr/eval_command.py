@@ -51,6 +51,11 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
     ev.add_argument("--threads", type=_positive, help="torch/OpenCV threads")
     ev.add_argument(
+        "--temporal-blend",
+        type=float,
+        help="temporal stabilizer on the model output, as the service runs it (0: off; default 0.3)",
+    )
+    ev.add_argument(
         "--no-warp-error", action="store_true", help="skip E_warp (optical flow is the slow part)"
     )
 
@@ -70,11 +75,14 @@ def _sources(args: argparse.Namespace) -> list[SequenceSource]:
 
 def _methods(args: argparse.Namespace) -> list[Method]:
     from evaluation.runner import bicubic_method, model_method
+    from evaluation.sequences import EvalError
     from models.registry import resolve_model
 
     requests = [(Path(d).name or str(d), d, DEFAULT_CONFIG) for d in args.model]
     configs = args.config or ([] if args.model else [DEFAULT_CONFIG])
     requests += [(name, None, name) for name in configs]
+    if args.temporal_blend is not None and not 0.0 <= args.temporal_blend < 1.0:
+        raise EvalError("bad_option", f"--temporal-blend must be in [0, 1), got {args.temporal_blend}")
     methods, seen = [bicubic_method()], set()
     for label, model_dir, config in requests:
         loaded = resolve_model(model_dir, config)
@@ -85,7 +93,12 @@ def _methods(args: argparse.Namespace) -> list[Method]:
         print(f"{label}: {loaded.description}", file=sys.stderr)
         methods.append(
             model_method(
-                label, loaded.model, loaded.description, chunk_frames=args.chunk_frames, device=args.device
+                label,
+                loaded.model,
+                loaded.description,
+                chunk_frames=args.chunk_frames,
+                device=args.device,
+                **({} if args.temporal_blend is None else {"temporal_blend": args.temporal_blend}),
             )
         )
     return methods

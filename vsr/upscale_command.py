@@ -30,6 +30,7 @@ def run_upscale(args: argparse.Namespace) -> UpscaleResult:
         copy_audio=not args.no_audio,
         memory_budget_bytes=args.memory_budget_mb and args.memory_budget_mb << 20,
         device=args.device,
+        **({} if args.temporal_blend is None else {"temporal_blend": args.temporal_blend}),
     )
     options.validate(Path(args.output))  # fail on bad options before loading anything
     loaded = resolve_model(args.model, args.config)

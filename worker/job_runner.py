@@ -246,6 +246,7 @@ class JobRunner:
             memory_budget_bytes=settings.memory_budget_mb and settings.memory_budget_mb << 20,
             max_input_frames=settings.max_input_frames,
             io_niceness=settings.io_niceness,
+            temporal_blend=settings.temporal_blend,
         )
         model = self.runtime.model(params.model or settings.default_model)
         metrics = self.metrics
@@ -321,10 +322,11 @@ class JobRunner:
             "model_encode": stats.seconds["encode"],
             "denoise": stats.seconds["denoise"],
             "model_decode": stats.seconds["decode"],
+            "stabilize": stats.seconds["stabilize"],
             "video_encode": result.encode_seconds,
             "upload": io["upload"],
         }
-        for stage in ("decode", "model_encode", "denoise", "model_decode", "video_encode"):
+        for stage in ("decode", "model_encode", "denoise", "model_decode", "stabilize", "video_encode"):
             self.metrics.stage_seconds.labels(stage).observe(timings[stage])
         for component in ("encoder", "denoiser", "decoder"):
             self.metrics.macs.labels(component).inc(stats.macs[component])

@@ -24,6 +24,7 @@ from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
 from worker.memory_budget import MemoryBudgetError
 from worker.stages import IO_NICENESS, run_overlapped
+from worker.temporal_stabilizer import DEFAULT_TEMPORAL_BLEND
 from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
 from worker.video_io import (
     Frame,
@@ -53,6 +54,7 @@ class UpscaleOptions:
     max_input_frames: int | None = None  # refuse longer videos (header, then while decoding)
     memory_budget_bytes: int | None = None  # one chunk's activations; larger frames run as tiles
     io_niceness: int = IO_NICENESS  # decode/encode threads yield CPU to the model (0: equal priority)
+    temporal_blend: float = DEFAULT_TEMPORAL_BLEND  # flow-guided stabilizer on the output (0: off)
 
     def validate(self, output: Path) -> None:
         """Raise `VideoError("unsupported_option")` for any option this output cannot take."""
@@ -65,6 +67,10 @@ class UpscaleOptions:
             raise VideoError("unsupported_option", f"chunk_frames must be >= 1, got {self.chunk_frames}")
         if not 0 <= self.io_niceness <= 19:
             raise VideoError("unsupported_option", f"io_niceness must be 0-19, got {self.io_niceness}")
+        if not 0.0 <= self.temporal_blend < 1.0:
+            raise VideoError(
+                "unsupported_option", f"temporal_blend must be in [0, 1), got {self.temporal_blend}"
+            )
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
             raise VideoError(
                 "unsupported_option", f"memory_budget_bytes must be > 0, got {self.memory_budget_bytes}"
@@ -125,6 +131,7 @@ def upscale_video(
         chunk_frames=options.chunk_frames,
         device=options.device,
         memory_budget_bytes=options.memory_budget_bytes,
+        temporal_blend=options.temporal_blend,
     )
     try:
         upscaler.check_frame_size(info.height, info.width)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TypeVar
@@ -27,9 +28,10 @@ from models.config import OUTPUT_SCALE, VSRConfig
 from models.macs import MacCount, count_macs
 from models.sr_model import VSRModel
 from worker.memory_budget import chunk_memory, plan_within_budget
+from worker.temporal_stabilizer import Motion, TemporalStabilizer, check_blend
 from worker.tiling import Tile, plan_tiles
 
-STAGES = ("encode", "denoise", "decode")
+STAGES = ("encode", "denoise", "decode", "stabilize")
 DEFAULT_CHUNK_FRAMES = 8  # 8 frames of 1280x704 output: ~4.6 GB peak RSS with fastvsr-tiny on CPU
 COMPONENTS = ("encoder", "denoiser", "decoder", "total")
 DEFAULT_TILE_OVERLAP = 16  # low-res pixels of context on each inner side of a tile
@@ -83,9 +85,12 @@ class ClipUpscaler:
         device: str | torch.device = "cpu",
         memory_budget_bytes: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        temporal_blend: float = 0.0,
     ) -> None:
         """`device` applies to a bare `VSRModel`; an `EngineSet` runs where its engines were loaded.
-        `memory_budget_bytes` bounds one chunk's activations (None: whole frames, however large)."""
+        `memory_budget_bytes` bounds one chunk's activations (None: whole frames, however large).
+        `temporal_blend` > 0 runs the flow-guided temporal stabilizer on the output (worker/
+        temporal_stabilizer.py; the service's default is DEFAULT_TEMPORAL_BLEND); 0: the model's frames."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         if tile_overlap < 0:
@@ -97,6 +102,7 @@ class ClipUpscaler:
         self.device = self.engines.device
         self.memory_budget_bytes = memory_budget_bytes
         self.tile_overlap = tile_overlap
+        self.temporal_blend = check_blend(temporal_blend)
 
     def plan(self, height: int, width: int) -> list[Tile]:
         """The tiles frames of this size run as (one tile: the whole padded frame).
@@ -138,16 +144,38 @@ class ClipUpscaler:
         streams: list[StreamState] = []
         buffer: list[np.ndarray] = []
         first = True
-        for frame in frames:
-            if not tiles:
-                tiles = self.plan(*frame.shape[:2])
-                streams = [self.engines.new_stream() for _ in tiles]
-            buffer.append(frame)
-            if len(buffer) == self.chunk_frames + (1 if first else 0):
-                yield from self._run_chunk(buffer, first, tiles, streams, stats)
-                buffer, first = [], False
-        if buffer:
-            yield from self._run_chunk(buffer, first, tiles, streams, stats)
+        stabilizer = TemporalStabilizer(self.temporal_blend)  # per clip: its state spans the chunks
+        with ThreadPoolExecutor(1, thread_name_prefix="vsr-motion") as motion_thread:
+            motions: list[Future[Motion | None]] = []  # one per buffered frame, estimated in order
+            for frame in frames:
+                if not tiles:
+                    tiles = self.plan(*frame.shape[:2])
+                    streams = [self.engines.new_stream() for _ in tiles]
+                buffer.append(frame)
+                if stabilizer.blend > 0:  # the input's motion is estimated while the model runs
+                    motions.append(motion_thread.submit(stabilizer.motion.estimate, frame))
+                if len(buffer) == self.chunk_frames + (1 if first else 0):
+                    chunk = self._run_chunk(buffer, first, tiles, streams, stats)
+                    yield from self._stabilized(chunk, motions, stabilizer, stats)
+                    buffer, motions, first = [], [], False
+            if buffer:
+                chunk = self._run_chunk(buffer, first, tiles, streams, stats)
+                yield from self._stabilized(chunk, motions, stabilizer, stats)
+
+    def _stabilized(
+        self,
+        outputs: Iterator[np.ndarray],
+        motions: list[Future[Motion | None]],
+        stabilizer: TemporalStabilizer,
+        stats: UpscaleStats,
+    ) -> Iterator[np.ndarray]:
+        """The chunk's outputs, stabilized along the motions estimated beside the model (timed: the
+        wait for a motion not yet estimated, and the blend)."""
+        if stabilizer.blend == 0.0:
+            yield from outputs
+            return
+        for out, motion in zip(outputs, motions, strict=True):
+            yield self._timed(stats, "stabilize", lambda m=motion, o=out: stabilizer.apply(m.result(), o))
 
     def _run_chunk(
         self,

@@ -633,6 +633,19 @@ def test_container_scripts_pass_shellcheck() -> None:
     assert all(os.access(script, os.X_OK) for script in scripts)
 
 
+def test_device_scripts_pass_shellcheck() -> None:
+    """bench/gpu_check.sh runs only on a lent GPU machine: a script error there costs device time."""
+    scripts = sorted((REPO / "bench").glob("*.sh"))
+    assert {script.name for script in scripts} >= {"gpu_check.sh", "device_wheels.sh"}
+    result = subprocess.run(
+        [tool("shellcheck"), "--shell=bash", "--severity=style", *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dockerfile_targets() -> None:
     stages = dockerfile_stages()
     for target in TARGETS:

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         lt=1,
         description="flow-guided temporal stabilizer: share of the warped previous frame (0: off)",
     )
+    motion_threads: int | None = Field(
+        None, ge=1, description="threads estimating the stabilizer's motion (None: 1 on CPU, <= 8 on GPU)"
+    )
     progress_interval_s: float = Field(1.0, ge=0, description="job record / webhook progress throttle")
     worker_metrics_port: int | None = Field(9101, description="worker's /metrics port; None: off")
 

@@ -102,6 +102,26 @@ def test_chunked_runs_equal_whole_clip_runs() -> None:
     assert np.abs(whole[1:].astype(int) - raw[1:].astype(int)).max() > 8  # later ones are blended
 
 
+def test_motion_estimated_on_a_thread_pool_equals_the_sequential_filter() -> None:
+    rng = np.random.default_rng(2)
+    base, other = rng.integers(0, 256, (2, 40, 60, 3), dtype=np.uint8)
+    clip = [np.roll(base, t, axis=1) for t in range(5)] + [np.roll(other, t, axis=0) for t in range(5)]
+    model = tiny_model()
+    raw = list(ClipUpscaler(model, chunk_frames=3).upscale(clip))
+    sequential = TemporalStabilizer(0.3)
+    expected = np.stack([sequential(low, out) for low, out in zip(clip, raw, strict=True)])
+    assert sequential.restarts == 2  # the first frame and the cut
+    for threads in (1, 3):
+        upscaler = ClipUpscaler(model, chunk_frames=3, temporal_blend=0.3, motion_threads=threads)
+        assert upscaler.motion_threads == threads
+        assert np.array_equal(np.stack(list(upscaler.upscale(clip))), expected)
+    assert ClipUpscaler(model).motion_threads == 1  # on a CPU the model's threads take the cores
+    with pytest.raises(ValueError, match="motion_threads"):
+        ClipUpscaler(model, motion_threads=0)
+    with pytest.raises(VideoError, match="motion_threads"):
+        UpscaleOptions(motion_threads=0).validate(Path("out.mp4"))
+
+
 def test_blend_is_validated_and_defaults_agree() -> None:
     assert Settings().temporal_blend == UpscaleOptions().temporal_blend == DEFAULT_TEMPORAL_BLEND
     for bad in (-0.1, 1.0):

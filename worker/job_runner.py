@@ -247,6 +247,7 @@ class JobRunner:
             max_input_frames=settings.max_input_frames,
             io_niceness=settings.io_niceness,
             temporal_blend=settings.temporal_blend,
+            motion_threads=settings.motion_threads,
         )
         model = self.runtime.model(params.model or settings.default_model)
         metrics = self.metrics

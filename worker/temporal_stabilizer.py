@@ -55,35 +55,51 @@ class Motion:
 
 
 class MotionEstimator:
-    """The input's motion, frame after frame: `estimate(lr)` for each input frame in order. It needs only
-    the inputs, so it can run ahead of the model on another thread (cv2 releases the GIL)."""
+    """The input's motion, frame after frame: `estimate(lr)` for each input frame in order. Or, to
+    estimate several frames at once on a thread pool, `estimate_motion(*pair(lr))` for each frame: the
+    pairs are independent and cv2 releases the GIL."""
 
     def __init__(self) -> None:
-        self._previous: np.ndarray | None = None  # flow-size RGB uint8
+        self._previous: np.ndarray | None = None
+
+    def pair(self, lr: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(previous input frame, `lr`): the frames `lr`'s motion is estimated from."""
+        previous, self._previous = self._previous, lr
+        return previous, lr
 
     def estimate(self, lr: np.ndarray) -> Motion | None:
         """Motion from the previous input frame to `lr`; None where `lr` starts a shot."""
-        height, width = lr.shape[:2]
-        rows, cols = flow_size(height, width)
-        small = cv2.resize(
-            lr, (cols, rows), interpolation=cv2.INTER_CUBIC if rows > height else cv2.INTER_AREA
-        )
-        previous, self._previous = self._previous, small
-        if previous is None or previous.shape != small.shape:
-            return None
-        flow = estimate_flow(previous, small)
-        if flow.valid.mean() < MIN_CONSISTENT:
-            return None
-        grid_x, grid_y = _grid(rows, cols)
-        visibility = flow.valid * _visibility(previous, small, flow.map_x, flow.map_y)
-        return Motion(flow.map_x - grid_x, flow.map_y - grid_y, visibility)
+        return estimate_motion(*self.pair(lr))
+
+
+def estimate_motion(previous: np.ndarray | None, lr: np.ndarray) -> Motion | None:
+    """How input frame `previous` maps onto input frame `lr` (H, W, 3 uint8); None where `lr` starts a
+    shot (no previous frame, a new size, or too little consistent flow: a cut)."""
+    if previous is None or previous.shape != lr.shape:
+        return None
+    small_previous, small = _flow_frame(previous), _flow_frame(lr)
+    flow = estimate_flow(small_previous, small)
+    if flow.valid.mean() < MIN_CONSISTENT:
+        return None
+    rows, cols = small.shape[:2]
+    grid_x, grid_y = _grid(rows, cols)
+    visibility = flow.valid * _visibility(small_previous, small, flow.map_x, flow.map_y)
+    return Motion(flow.map_x - grid_x, flow.map_y - grid_y, visibility)
+
+
+def _flow_frame(lr: np.ndarray) -> np.ndarray:
+    """`lr` resized to the flow's grid (about FLOW_PIXELS pixels)."""
+    height, width = lr.shape[:2]
+    rows, cols = flow_size(height, width)
+    interpolation = cv2.INTER_CUBIC if rows > height else cv2.INTER_AREA
+    return cv2.resize(lr, (cols, rows), interpolation=interpolation)
 
 
 class TemporalStabilizer:
     """Stabilizes one clip's output frames, in order; a new instance for the next clip.
 
     `stabilizer(lr, output)` does both steps; `apply(motion, output)` takes motion estimated
-    ahead by `stabilizer.motion.estimate(lr)` (same order)."""
+    ahead from `stabilizer.motion` (same order)."""
 
     def __init__(self, blend: float = DEFAULT_TEMPORAL_BLEND) -> None:
         self.blend = check_blend(blend)

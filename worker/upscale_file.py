@@ -55,6 +55,7 @@ class UpscaleOptions:
     memory_budget_bytes: int | None = None  # one chunk's activations; larger frames run as tiles
     io_niceness: int = IO_NICENESS  # decode/encode threads yield CPU to the model (0: equal priority)
     temporal_blend: float = DEFAULT_TEMPORAL_BLEND  # flow-guided stabilizer on the output (0: off)
+    motion_threads: int | None = None  # threads estimating the stabilizer's motion (None: by device)
 
     def validate(self, output: Path) -> None:
         """Raise `VideoError("unsupported_option")` for any option this output cannot take."""
@@ -71,6 +72,8 @@ class UpscaleOptions:
             raise VideoError(
                 "unsupported_option", f"temporal_blend must be in [0, 1), got {self.temporal_blend}"
             )
+        if self.motion_threads is not None and self.motion_threads < 1:
+            raise VideoError("unsupported_option", f"motion_threads must be >= 1, got {self.motion_threads}")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
             raise VideoError(
                 "unsupported_option", f"memory_budget_bytes must be > 0, got {self.memory_budget_bytes}"
@@ -132,6 +135,7 @@ def upscale_video(
         device=options.device,
         memory_budget_bytes=options.memory_budget_bytes,
         temporal_blend=options.temporal_blend,
+        motion_threads=options.motion_threads,
     )
     try:
         upscaler.check_frame_size(info.height, info.width)

@@ -12,6 +12,7 @@ No I/O here: frames in, frames out.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +29,7 @@ from models.config import OUTPUT_SCALE, VSRConfig
 from models.macs import MacCount, count_macs
 from models.sr_model import VSRModel
 from worker.memory_budget import chunk_memory, plan_within_budget
-from worker.temporal_stabilizer import Motion, TemporalStabilizer, check_blend
+from worker.temporal_stabilizer import Motion, TemporalStabilizer, check_blend, estimate_motion
 from worker.tiling import Tile, plan_tiles
 
 STAGES = ("encode", "denoise", "decode", "stabilize")
@@ -54,6 +55,15 @@ class UpscaleStats:
 @lru_cache(maxsize=16)
 def _chunk_macs(config: VSRConfig, frames: int, height: int, width: int, first: bool) -> MacCount:
     return count_macs(config, frames, height, width, first_chunk=first)
+
+
+def motion_threads_for(device: torch.device) -> int:
+    """Threads that estimate the stabilizer's motion. On a CPU one: the model's threads take the cores.
+    Beside a GPU, up to 8 of the cores this process may use: one thread estimates ~16 frames/s (OpenCV's
+    Farneback barely parallelises itself), far below what a GPU model makes."""
+    if device.type == "cpu":
+        return 1
+    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
 
 
 def padded_size(size: int, multiple: int) -> int:
@@ -86,11 +96,13 @@ class ClipUpscaler:
         memory_budget_bytes: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         temporal_blend: float = 0.0,
+        motion_threads: int | None = None,
     ) -> None:
         """`device` applies to a bare `VSRModel`; an `EngineSet` runs where its engines were loaded.
         `memory_budget_bytes` bounds one chunk's activations (None: whole frames, however large).
         `temporal_blend` > 0 runs the flow-guided temporal stabilizer on the output (worker/
-        temporal_stabilizer.py; the service's default is DEFAULT_TEMPORAL_BLEND); 0: the model's frames."""
+        temporal_stabilizer.py; the service's default is DEFAULT_TEMPORAL_BLEND); 0: the model's frames.
+        Its motion is estimated on `motion_threads` threads beside the model (None: `motion_threads_for`)."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         if tile_overlap < 0:
@@ -103,6 +115,9 @@ class ClipUpscaler:
         self.memory_budget_bytes = memory_budget_bytes
         self.tile_overlap = tile_overlap
         self.temporal_blend = check_blend(temporal_blend)
+        if motion_threads is not None and motion_threads < 1:
+            raise ValueError(f"motion_threads must be >= 1, got {motion_threads}")
+        self.motion_threads = motion_threads or motion_threads_for(self.device)
 
     def plan(self, height: int, width: int) -> list[Tile]:
         """The tiles frames of this size run as (one tile: the whole padded frame).
@@ -145,15 +160,16 @@ class ClipUpscaler:
         buffer: list[np.ndarray] = []
         first = True
         stabilizer = TemporalStabilizer(self.temporal_blend)  # per clip: its state spans the chunks
-        with ThreadPoolExecutor(1, thread_name_prefix="vsr-motion") as motion_thread:
-            motions: list[Future[Motion | None]] = []  # one per buffered frame, estimated in order
+        with ThreadPoolExecutor(self.motion_threads, thread_name_prefix="vsr-motion") as motion_pool:
+            motions: list[Future[Motion | None]] = []  # one per buffered frame
             for frame in frames:
                 if not tiles:
                     tiles = self.plan(*frame.shape[:2])
                     streams = [self.engines.new_stream() for _ in tiles]
                 buffer.append(frame)
                 if stabilizer.blend > 0:  # the input's motion is estimated while the model runs
-                    motions.append(motion_thread.submit(stabilizer.motion.estimate, frame))
+                    pair = stabilizer.motion.pair(frame)
+                    motions.append(motion_pool.submit(estimate_motion, *pair))
                 if len(buffer) == self.chunk_frames + (1 if first else 0):
                     chunk = self._run_chunk(buffer, first, tiles, streams, stats)
                     yield from self._stabilized(chunk, motions, stabilizer, stats)

@@ -620,15 +620,19 @@ def test_dockerfile_lints_clean_with_hadolint(tmp_path: Path) -> None:
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
-def test_container_scripts_pass_shellcheck() -> None:
-    scripts = sorted((DEPLOY / "docker").glob("*.sh"))
-    assert scripts
-    result = subprocess.run(
-        [tool("shellcheck"), "--shell=sh", "--severity=style", *map(str, scripts)],
+def shellcheck(shell: str, scripts: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("shellcheck"), f"--shell={shell}", "--severity=style", *map(str, scripts)],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_container_scripts_pass_shellcheck() -> None:
+    scripts = sorted((DEPLOY / "docker").glob("*.sh"))
+    assert scripts
+    result = shellcheck("sh", scripts)
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(os.access(script, os.X_OK) for script in scripts)
 
@@ -637,12 +641,7 @@ def test_device_scripts_pass_shellcheck() -> None:
     """bench/gpu_check.sh runs only on a lent GPU machine: a script error there costs device time."""
     scripts = sorted((REPO / "bench").glob("*.sh"))
     assert {script.name for script in scripts} >= {"gpu_check.sh", "device_wheels.sh"}
-    result = subprocess.run(
-        [tool("shellcheck"), "--shell=bash", "--severity=style", *map(str, scripts)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = shellcheck("bash", scripts)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

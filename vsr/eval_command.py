@@ -53,7 +53,7 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     ev.add_argument(
         "--temporal-blend",
         type=float,
-        help="temporal stabilizer on the model output, as the service runs it (0: off; default 0.3)",
+        help="temporal stabilizer on the model output, as the service runs it (0: off; default 0.4)",
     )
     ev.add_argument(
         "--no-warp-error", action="store_true", help="skip E_warp (optical flow is the slow part)"

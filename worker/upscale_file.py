@@ -24,7 +24,7 @@ from models.config import OUTPUT_SCALE
 from models.sr_model import VSRModel
 from worker.memory_budget import MemoryBudgetError
 from worker.stages import IO_NICENESS, run_overlapped
-from worker.temporal_stabilizer import DEFAULT_TEMPORAL_BLEND
+from worker.temporal_stabilizer import DEFAULT_TEMPORAL_BLEND, check_blend
 from worker.upscaler import DEFAULT_CHUNK_FRAMES, ClipUpscaler, UpscaleStats
 from worker.video_io import (
     Frame,
@@ -68,10 +68,10 @@ class UpscaleOptions:
             raise VideoError("unsupported_option", f"chunk_frames must be >= 1, got {self.chunk_frames}")
         if not 0 <= self.io_niceness <= 19:
             raise VideoError("unsupported_option", f"io_niceness must be 0-19, got {self.io_niceness}")
-        if not 0.0 <= self.temporal_blend < 1.0:
-            raise VideoError(
-                "unsupported_option", f"temporal_blend must be in [0, 1), got {self.temporal_blend}"
-            )
+        try:
+            check_blend(self.temporal_blend)
+        except ValueError as exc:
+            raise VideoError("unsupported_option", str(exc)) from exc
         if self.motion_threads is not None and self.motion_threads < 1:
             raise VideoError("unsupported_option", f"motion_threads must be >= 1, got {self.motion_threads}")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:

@@ -5,7 +5,9 @@ backend streams in a process of its own (as a worker runs one), the backends' pr
 `--rounds` times, so slow phases of the machine hit all alike. Each stream first runs an untimed first
 chunk (and, for compiled engines, two more), then times `--repeats` continuing chunks of `--frames` LR
 frames (8, the service's default chunk); the median per stage is divided by the frames. Run it with
-the worker images' `GLIBC_TUNABLES` (`make bench-engines` sets it) to measure what they run.
+the worker images' `GLIBC_TUNABLES` (`make bench-engines` sets it) to measure what they run. On the CPU,
+each variant's process runs on the malloc its name says: tcmalloc preloaded, as the CPU worker image runs
+(`worker.allocator`), or glibc's (`torch-fp32-eager-glibc`).
 
     python -m bench.engines                                   # CPU: torch eager vs ONNX Runtime
     python -m bench.engines --device cuda --repeats 10
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from engines.settings import EngineSettings, ShapeRange
 from engines.trt_engine import tensorrt_available
 from models.config import load_named_config
 from models.sr_model import VSRModel
+from worker.allocator import Malloc, find_tcmalloc, malloc_library
 from worker.upscaler import padded_size
 
 T = TypeVar("T")
@@ -48,13 +52,17 @@ class Variant:
     backend: str
     precision: str
     compile: bool = False
+    malloc: Malloc = "glibc"  # the process's malloc: glibc (with GLIBC_TUNABLES as set) or tcmalloc
 
 
 def variants(device: str) -> list[Variant]:
+    """CPU: as the CPU worker image runs them (tcmalloc preloaded), and torch on glibc's malloc beside;
+    GPU: as the GPU image runs them (glibc)."""
     if device == "cpu":
         return [
-            Variant("torch-fp32-eager", "torch", "fp32"),
-            Variant("onnxruntime-fp32", "onnxruntime", "fp32"),
+            Variant("torch-fp32-eager", "torch", "fp32", malloc="tcmalloc"),
+            Variant("torch-fp32-eager-glibc", "torch", "fp32", malloc="glibc"),
+            Variant("onnxruntime-fp32", "onnxruntime", "fp32", malloc="tcmalloc"),
         ]
     found = [
         Variant("torch-fp32-eager", "torch", "fp32"),
@@ -65,6 +73,19 @@ def variants(device: str) -> list[Variant]:
     if tensorrt_available():
         found.append(Variant("tensorrt-fp16", "tensorrt", "fp16"))
     return found
+
+
+def malloc_env(malloc: Malloc) -> dict[str, str]:
+    """This process's environment with `malloc` preloaded (tcmalloc) or none (glibc)."""
+    env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
+    if malloc == "glibc":
+        return env
+    library = find_tcmalloc()
+    if library is None:
+        raise RuntimeError(
+            f"{malloc} is not installed here (Debian/Ubuntu: apt-get install libtcmalloc-minimal4)"
+        )
+    return env | {"LD_PRELOAD": str(library)}
 
 
 def synchronized(device: torch.device) -> Callable[[], None]:
@@ -164,6 +185,8 @@ class Job:
 
 def time_stream(job: Job) -> list[dict[str, float]]:
     """Seconds per stage of `job.repeats` continuing chunks, after the untimed warm-up chunks."""
+    if malloc_library() != job.variant.malloc:
+        raise RuntimeError(f"{job.variant.name} should run on {job.variant.malloc}, not {malloc_library()}")
     torch.set_num_threads(job.threads)
     device = torch.device(job.device)
     config = load_named_config(job.config).with_pipeline(job.pipeline)  # type: ignore[arg-type]
@@ -195,7 +218,11 @@ def time_in_subprocess(job: Job) -> list[dict[str, float]]:
     (in one process, torch eager measured ~1.7x slower next to ONNX Runtime's sessions than alone)."""
     spec = json.dumps(dataclasses.asdict(job))
     done = subprocess.run(
-        [sys.executable, "-m", "bench.engines", "--job", spec], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "bench.engines", "--job", spec],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=malloc_env(job.variant.malloc),
     )
     if done.returncode != 0:
         raise RuntimeError(f"{job.pipeline} {job.variant.name} failed:\n{done.stderr[-3000:]}")
@@ -229,6 +256,10 @@ def ratios(table: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str
                 entry[f"onnxruntime_vs_torch_cpu.{pipeline}"] = (
                     total["torch-fp32-eager"] / total["onnxruntime-fp32"]
                 )
+            if {"torch-fp32-eager", "torch-fp32-eager-glibc"} <= set(total):
+                entry[f"tcmalloc_vs_glibc_torch_cpu.{pipeline}"] = (
+                    total["torch-fp32-eager-glibc"] / total["torch-fp32-eager"]
+                )
             if {"torch-fp32-eager", "torch-bf16-compiled"} <= set(total):
                 entry[f"bf16_compiled_vs_fp32_eager.{pipeline}"] = (
                     total["torch-fp32-eager"] / total["torch-bf16-compiled"]
@@ -253,8 +284,8 @@ def print_report(report: dict[str, Any]) -> None:
                 print(f"{size} {pipeline:8s} {variant:20s} {stages}  total {ms['total']:8.1f}")
     for size, entries in report["ratios"].items():
         for name, value in entries.items():
-            target = TARGETS[name.split(".")[0]]
-            print(f"{size} {name:45s} {value:5.2f}x  (target {target}x)")
+            target = TARGETS.get(name.split(".")[0])
+            print(f"{size} {name:45s} {value:5.2f}x" + (f"  (target {target}x)" if target else ""))
 
 
 def main() -> None:

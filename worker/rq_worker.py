@@ -32,6 +32,7 @@ from service.connections import redis_client
 from service.container import Services, build_services
 from service.job_queue import make_queue
 from service.settings import Settings
+from worker.allocator import allocator_advice, malloc_library
 from worker.runtime import WorkerRuntime, install_runtime
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,12 @@ def worker_name() -> str:
 
 def prepare_runtime(services: Services, name: str) -> WorkerRuntime:
     """Load the default model now, so the first job does not pay for it, and install the runtime."""
+    malloc = malloc_library()
+    advice = allocator_advice(services.settings.device, malloc)
+    if advice:
+        log.warning(advice)
+    else:
+        log.info("malloc: %s", malloc)
     runtime = WorkerRuntime(services, name)
     runtime.model(services.settings.default_model)
     install_runtime(runtime)

@@ -12,7 +12,8 @@ run it, against the form torch eager runs (oneDNN, channels-last 3D, `models.blo
 - `onnxruntime-int8`: the `Conv` statically quantized (QDQ, u8 activations, per-channel s8 weights).
 
 If no form runs the layer well under torch's time, the whole graph cannot reach 1.5x torch. Each form
-runs in a process of its own, the processes alternating `--rounds` times; the best time per form is kept.
+runs in a process of its own on tcmalloc (as the CPU worker image runs), the processes alternating
+`--rounds` times; the best time per form is kept.
 
     python -m bench.conv_floor --out bench/results/cpu_conv_floor.json
 """
@@ -167,12 +168,16 @@ def time_form(
 
 
 def time_in_subprocess(**job: Any) -> dict[str, float]:
-    """`time_form(**job)` in a fresh interpreter (one backend per process, as a worker runs one)."""
+    """`time_form(**job)` in a fresh interpreter on tcmalloc (one backend per process, as a CPU worker
+    runs one)."""
+    from bench.engines import malloc_env
+
     done = subprocess.run(
         [sys.executable, "-m", "bench.conv_floor", "--job", json.dumps(job)],
         capture_output=True,
         text=True,
         check=False,
+        env=malloc_env("tcmalloc"),
     )
     if done.returncode != 0:
         raise RuntimeError(f"{job} failed:\n{done.stderr[-3000:]}")

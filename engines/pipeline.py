@@ -107,7 +107,7 @@ class EngineSet:
 
 def resolve_backend(settings: EngineSettings, device: torch.device) -> str:
     """`auto`: TensorRT if it imports and the device is a GPU, else torch on CUDA; torch on the CPU too:
-    ONNX Runtime measured no faster there (1.02x, bench/results/cpu_engines.json)."""
+    ONNX Runtime measured slower there (0.58x torch on tcmalloc, bench/results/cpu_engines.json)."""
     from engines.trt_engine import tensorrt_available
 
     if settings.backend != "auto":

@@ -1,6 +1,7 @@
 """The streaming pipeline, measured side by side in one run (issue 6's benchmark; nothing here is a test).
 
-    python -m bench.streaming --out bench/results/streaming.json
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
+        python -m bench.streaming --out bench/results/streaming.json   # as the CPU worker image runs
 
 - overlap: frames/s of `upscale_video` (decode, model and encode overlapped) against model-only
   frames/s (model and temporal stabilizer, as served) on the same frames already decoded in memory,
@@ -30,6 +31,7 @@ from PIL import Image
 from evaluation.metrics import frame_metrics
 from models.registry import resolve_model
 from training.sources import SHARED_DATA
+from worker.allocator import malloc_library
 from worker.memory_budget import MIB
 from worker.upscale_file import UpscaleOptions, upscale_video
 from worker.upscaler import ClipUpscaler
@@ -162,6 +164,7 @@ def main() -> None:
     width, height = (int(v) for v in args.rss_size.split("x"))
     report = {
         "machine": f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "malloc": malloc_library(),  # the CPU worker image runs on tcmalloc (preloaded)
         "overlap": overlap(args.runs),
     }
     if args.only_overlap:

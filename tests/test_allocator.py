@@ -94,6 +94,8 @@ def test_an_upscale_on_tcmalloc_gives_glibcs_video(tmp_path: Path, backend: str)
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[0] == malloc
+        warned = "vsr: note: CPU inference on glibc's malloc" in result.stderr
+        assert warned == (malloc == "glibc"), result.stderr
         videos[malloc] = np.stack([frame.image for frame in iter_frames(output)])
     assert videos["glibc"].shape == (6, 96, 128, 3)
     assert np.array_equal(videos["glibc"], videos["tcmalloc"])

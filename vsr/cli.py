@@ -111,8 +111,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from models.config import ConfigError
     from models.weights import WeightsError
     from vsr.upscale_command import print_summary, run_upscale, summary
+    from worker.allocator import allocator_advice, malloc_library
     from worker.video_io import VideoError
 
+    advice = allocator_advice(args.device, malloc_library())
+    if advice:
+        print(f"vsr: note: {advice}", file=sys.stderr)
     start = time.perf_counter()
     try:
         result = run_upscale(args)

@@ -2,8 +2,8 @@
 
 torch's CPU activations are tens of MB each. glibc maps every such block afresh and unmaps it on free,
 so each chunk page-faults its activations in again (most of a CPU worker's time went to the kernel).
-tcmalloc keeps freed spans and hands them out again: the same stream ran about 1.5x faster at the same
-peak RSS (README, "CPU memory allocation"; `bench.engines` measures it side by side). The CPU worker
+tcmalloc keeps freed spans and hands them out again: torch's stream ran 1.37x faster at the same peak
+RSS (README, "CPU memory allocation"; `bench.engines` measures it side by side). The CPU worker
 image preloads it (`LD_PRELOAD`); so do `make demo` and the benchmarks where the library is installed.
 """
 
@@ -53,6 +53,6 @@ def allocator_advice(device: str, malloc: Malloc) -> str | None:
     hint = find_tcmalloc()
     preload = f"LD_PRELOAD={hint}" if hint else f"install libtcmalloc-minimal4 and preload {TCMALLOC_NAME}"
     return (
-        "CPU inference on glibc's malloc page-faults every chunk's activations in again (about 1.5x "
-        f"slower than with tcmalloc, measured); start the worker with {preload}"
+        "CPU inference on glibc's malloc page-faults every chunk's activations in again (about 1.4x "
+        f"slower than on tcmalloc, measured); start it with {preload}"
     )

@@ -665,6 +665,13 @@ def test_dockerfile_targets() -> None:
     gpu_runs = " ".join(stages["worker-gpu-build"].runs)
     assert "torch==2.13.0" in gpu_runs and "pypi.nvidia.com tensorrt" in gpu_runs
     assert stages["worker-gpu"].env["VSR_ENGINE__BACKEND"] == "tensorrt"
+    # The CPU worker serves torch on tcmalloc: the library is installed and linked where LD_PRELOAD points.
+    cpu = stages["worker-cpu"]
+    assert cpu.env["VSR_ENGINE__BACKEND"] == "torch"
+    preload = cpu.env["LD_PRELOAD"]
+    assert Path(preload).name == "libtcmalloc_minimal.so.4"
+    (install,) = [run for run in cpu.runs if "libtcmalloc-minimal4=" in run]
+    assert "ln -s " in install and f"{preload} " in install and f"test -e {preload}" in install
     # Files the build copies from the context are in it (.dockerignore lets them through).
     allowed = [line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")]
     for stage in stages.values():

@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from worker.allocator import malloc_env
+
 FORMS = ("torch-onednn-conv3d", "onnxruntime-conv3d", "onnxruntime-conv2d-taps", "onnxruntime-int8")
 # (channels, height, width): the tiny config's top level at 180p's encoder grid (2x the LR, padded),
 # and the full-scale VAE's top level (128 channels) on a smaller grid, where convs are compute-bound
@@ -170,8 +172,6 @@ def time_form(
 def time_in_subprocess(**job: Any) -> dict[str, float]:
     """`time_form(**job)` in a fresh interpreter on tcmalloc (one backend per process, as a CPU worker
     runs one)."""
-    from bench.engines import malloc_env
-
     done = subprocess.run(
         [sys.executable, "-m", "bench.conv_floor", "--job", json.dumps(job)],
         capture_output=True,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from engines.settings import EngineSettings, ShapeRange
 from engines.trt_engine import tensorrt_available
 from models.config import load_named_config
 from models.sr_model import VSRModel
-from worker.allocator import Malloc, find_tcmalloc, malloc_library
+from worker.allocator import Malloc, malloc_env, malloc_library
 from worker.upscaler import padded_size
 
 T = TypeVar("T")
@@ -73,19 +72,6 @@ def variants(device: str) -> list[Variant]:
     if tensorrt_available():
         found.append(Variant("tensorrt-fp16", "tensorrt", "fp16"))
     return found
-
-
-def malloc_env(malloc: Malloc) -> dict[str, str]:
-    """This process's environment with `malloc` preloaded (tcmalloc) or none (glibc)."""
-    env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
-    if malloc == "glibc":
-        return env
-    library = find_tcmalloc()
-    if library is None:
-        raise RuntimeError(
-            f"{malloc} is not installed here (Debian/Ubuntu: apt-get install libtcmalloc-minimal4)"
-        )
-    return env | {"LD_PRELOAD": str(library)}
 
 
 def synchronized(device: torch.device) -> Callable[[], None]:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import glob
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench.engines import malloc_env
 from models.weights import save_model
 from tests.conftest import tiny_model
 from tests.media import make_test_clip
-from worker.allocator import Malloc, allocator_advice, find_tcmalloc
+from worker.allocator import Malloc, allocator_advice, find_tcmalloc, malloc_env
 from worker.video_io import iter_frames
 
 REPORT = "from worker.allocator import malloc_library; print(malloc_library())"
@@ -24,10 +22,6 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
     )
-
-
-def without_preload() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
 
 
 def tcmalloc() -> Path:
@@ -44,23 +38,15 @@ def test_tcmalloc_is_found_where_debian_installs_it() -> None:
 def test_a_process_reports_the_malloc_it_was_started_with() -> None:
     (jemalloc, *_) = glob.glob("/usr/lib/*/libjemalloc.so.2") or [""]
     assert jemalloc, "libjemalloc2 is missing (.ci/run installs it)"
-    started = {
-        "glibc": without_preload(),
-        "tcmalloc": without_preload() | {"LD_PRELOAD": str(tcmalloc())},
-        "jemalloc": without_preload() | {"LD_PRELOAD": jemalloc},
+    started = {  # the environments bench.engines and bench.conv_floor give their children, and jemalloc's
+        "glibc": malloc_env("glibc"),
+        "tcmalloc": malloc_env("tcmalloc"),
+        "jemalloc": malloc_env("glibc") | {"LD_PRELOAD": jemalloc},
     }
     for expected, env in started.items():
         result = run_python(f"import torch, av, onnxruntime; {REPORT}", env)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == expected
-
-
-def test_the_engine_benchmark_starts_each_variant_on_its_malloc() -> None:
-    mallocs: tuple[Malloc, ...] = ("glibc", "tcmalloc")
-    for malloc in mallocs:
-        result = run_python(REPORT, malloc_env(malloc))
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == malloc
 
 
 def test_only_a_cpu_worker_on_glibc_is_warned() -> None:

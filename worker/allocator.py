@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,19 @@ def find_tcmalloc() -> Path | None:
         if found:
             return Path(found[0])
     return None
+
+
+def malloc_env(malloc: Malloc) -> dict[str, str]:
+    """This process's environment for a child on `malloc`: tcmalloc preloaded, or no preload (glibc)."""
+    env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
+    if malloc == "glibc":
+        return env
+    library = find_tcmalloc()
+    if malloc != "tcmalloc" or library is None:
+        raise RuntimeError(
+            f"{malloc} cannot be preloaded here (tcmalloc: apt-get install libtcmalloc-minimal4)"
+        )
+    return env | {"LD_PRELOAD": str(library)}
 
 
 def allocator_advice(device: str, malloc: Malloc) -> str | None:
